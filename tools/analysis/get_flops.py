@@ -1,0 +1,123 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""Print parameters and FLOPs of configs beside the ELASTIC paper's figures.
+
+Examples:
+    python tools/analysis/get_flops.py configs/imagenet/resnext50_elastic.py
+    python tools/analysis/get_flops.py --all configs/imagenet --markdown
+    python tools/analysis/get_flops.py configs/imagenet/resnext50.py \
+        --shape 448 320
+
+FLOPs are mmengine's count at batch size 1, one multiply-add = one FLOP, for
+the whole model (backbone, neck and classifier), as in the paper's tables.
+"""
+import argparse
+import json
+import logging
+import os.path as osp
+import sys
+import time
+import warnings
+from glob import glob
+
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.registry import MODELS, init_default_scope
+
+from mmelastic.analysis import PAPER_IMAGENET, model_complexity
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('configs', nargs='*', help='config files')
+    parser.add_argument(
+        '--all', metavar='DIR', help='every *.py config in DIR (sorted)')
+    parser.add_argument(
+        '--shape', type=int, nargs='+', default=[224],
+        help='input size: one value (square) or H W. Default: 224')
+    parser.add_argument(
+        '--markdown', action='store_true', help='print a Markdown table')
+    parser.add_argument('--json', metavar='FILE', help='also write JSON')
+    args = parser.parse_args()
+    if args.all:
+        args.configs += sorted(glob(osp.join(args.all, '*.py')))
+    if not args.configs:
+        parser.error('give config files or --all DIR')
+    if len(args.shape) == 1:
+        args.shape = args.shape * 2
+    elif len(args.shape) != 2:
+        parser.error('--shape takes one or two integers')
+    return args
+
+
+def build_model(config):
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model_cfg = cfg.model
+    if model_cfg.get('type') == 'EncoderDecoder':
+        # Counting needs no auxiliary head and no SyncBN process group.
+        model_cfg.pop('auxiliary_head', None)
+    model = MODELS.build(model_cfg)
+    if cfg.get('default_scope') == 'mmseg':
+        from mmengine.model import revert_sync_batchnorm
+        model = revert_sync_batchnorm(model)
+    return model
+
+
+def fmt_paper(value, unit):
+    return '–' if value is None else f'{value}{unit}'
+
+
+def main():
+    args = parse_args()
+    # The counter warns about every op it does not count; keep the table
+    # readable (what it counts is documented in model_complexity).
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
+    warnings.filterwarnings('ignore')
+    rows = []
+    for i, config in enumerate(args.configs, 1):
+        name = osp.splitext(osp.basename(config))[0]
+        start = time.time()
+        print(f'[{i}/{len(args.configs)}] {name} ...', end=' ', flush=True,
+              file=sys.stderr)
+        result = model_complexity(build_model(config), tuple(args.shape))
+        print(f'{time.time() - start:.0f}s', file=sys.stderr)
+        paper = PAPER_IMAGENET.get(name)
+        rows.append(
+            dict(
+                config=config,
+                name=name,
+                params=result['params'],
+                flops=result['flops'],
+                paper_params_m=paper[0] if paper else None,
+                paper_flops_b=paper[1] if paper else None,
+                paper_source=paper[4] if paper else None))
+    shape = 'x'.join(map(str, args.shape))
+    header = ['model', 'params', 'params (M)', 'paper params',
+              f'FLOPs @{shape}', 'paper FLOPs', 'source']
+    lines = []
+    for r in rows:
+        lines.append([
+            r['name'], f"{r['params']:,}", f"{r['params'] / 1e6:.2f}M",
+            fmt_paper(r['paper_params_m'], 'M'),
+            f"{r['flops'] / 1e9:.3f}G", fmt_paper(r['paper_flops_b'], 'B'),
+            r['paper_source'] or '–'
+        ])
+    if args.markdown:
+        print('| ' + ' | '.join(header) + ' |')
+        print('|' + '---|' * len(header))
+        for line in lines:
+            print('| ' + ' | '.join(line) + ' |')
+    else:
+        widths = [
+            max(len(str(x)) for x in col) for col in zip(header, *lines)
+        ]
+        for line in [header] + lines:
+            print('  '.join(str(x).ljust(w) for x, w in zip(line, widths)))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(shape=args.shape, models=rows), f, indent=2)
+        print(f'wrote {args.json}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+    main()
