@@ -4,4 +4,6 @@
 Imported by :mod:`mmelastic.segmentation` only, never by
 ``mmelastic.models`` itself.
 """
-import mmseg.models  # noqa: F401  (fails early where mmcv.ops is missing)
+from .elastic_aspp_head import ElasticASPPHead
+
+__all__ = ['ElasticASPPHead']

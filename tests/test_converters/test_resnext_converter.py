@@ -1,0 +1,184 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""Converted ResNeXt weights compute what their source computes."""
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from mmpretrain.models import ImageClassifier
+
+import mmelastic  # noqa: F401
+from mmelastic.converters import (convert_official_resnext,
+                                  convert_single_branch_resnext)
+
+STAGES = {
+    'resnext50': (3, 4, 6, 3),
+    'resnext50_elastic': (6, 8, 5, 3),
+    'se_resnext50_elastic': (6, 8, 5, 3),
+}
+
+
+def classifier(arch, num_classes=1000):
+    model = ImageClassifier(
+        backbone=dict(type='ElasticResNeXt', arch=arch),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(
+            type='LinearClsHead', num_classes=num_classes,
+            in_channels=2048))
+    return model.eval()
+
+
+def randomize(state_dict, seed=0):
+    """Random values with non-trivial BN statistics."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, v in state_dict.items():
+        if k.endswith('num_batches_tracked'):
+            out[k] = torch.tensor(7)
+        elif k.endswith('running_var'):
+            out[k] = torch.rand(v.shape, generator=gen) + 0.5
+        elif k.endswith('running_mean'):
+            out[k] = torch.randn(v.shape, generator=gen) * 0.1
+        elif v.dim() == 1 and k.endswith('weight'):  # norm scale
+            # Small scales keep the residual stream, and so the logits,
+            # O(1): tolerances then mean what they say.
+            out[k] = torch.rand(v.shape, generator=gen) * 0.2 + 0.1
+        elif v.dim() == 1:  # norm shift, conv/fc bias
+            out[k] = torch.randn(v.shape, generator=gen) * 0.1
+        else:
+            fan_in = v[0].numel()
+            out[k] = torch.randn(v.shape, generator=gen) * (2 / fan_in)**0.5
+    return out
+
+
+# --- an independent forward of the official model, from its specification ---
+
+
+def bn(sd, name, x):
+    return F.batch_norm(x, sd[f'{name}.running_mean'],
+                        sd[f'{name}.running_var'], sd[f'{name}.weight'],
+                        sd[f'{name}.bias'], False, 0., 1e-5)
+
+
+def official_block(sd, p, x, elastic, stride, se):
+    groups = 16
+    x_d = x
+    h, w = x.shape[-2:]
+    if elastic:
+        if h % 2 or w % 2:
+            x_d = F.pad(x_d, (0, w % 2, 0, h % 2), mode='replicate')
+        x_d = F.avg_pool2d(x_d, 2, 2)
+
+    def branch(t, s):
+        t = F.relu(bn(sd, p + 'bn1' + s, F.conv2d(t, sd[p + f'conv1{s}.weight'])))
+        t = F.relu(bn(sd, p + 'bn2' + s, F.conv2d(
+            t, sd[p + f'conv2{s}.weight'], stride=stride, padding=1,
+            groups=groups)))
+        return F.conv2d(t, sd[p + f'conv3{s}.weight'])
+
+    out_d = branch(x_d, '_d')
+    if elastic:
+        out_d = F.interpolate(out_d, scale_factor=2, mode='bilinear',
+                              align_corners=False)[:, :, :h, :w]
+    out = bn(sd, p + 'bn3', branch(x, '') + out_d)
+    if se:
+        s = out.mean((2, 3), keepdim=True)
+        s = F.relu(F.conv2d(s, sd[p + 'selayer.conv1.weight'],
+                            sd[p + 'selayer.conv1.bias']))
+        out = out * torch.sigmoid(F.conv2d(s, sd[p + 'selayer.conv2.weight'],
+                                           sd[p + 'selayer.conv2.bias']))
+    residual = x
+    if p + 'downsample.0.weight' in sd:
+        residual = bn(sd, p + 'downsample.1', F.conv2d(
+            x, sd[p + 'downsample.0.weight'], stride=stride))
+    return F.relu(out + residual)
+
+
+def official_forward(sd, x, arch):
+    elastic = 'elastic' in arch
+    se = arch.startswith('se_')
+    x = F.relu(bn(sd, 'bn1', F.conv2d(x, sd['conv1.weight'], stride=2,
+                                       padding=3)))
+    x = F.max_pool2d(x, 3, 2, 1)
+    for i, n in enumerate(STAGES[arch]):
+        for j in range(n):
+            stride = 2 if (i > 0 and j == 0) else 1
+            x = official_block(sd, f'layer{i + 1}.{j}.', x,
+                               elastic and stride == 1 and i < 3, stride, se)
+    return F.linear(x.mean((2, 3)), sd['fc.weight'], sd['fc.bias'])
+
+
+def official_state_dict(arch, seed=0):
+    """An official-layout state dict ('module.' keys) from the documented
+    key scheme: our keys renamed back by the documented correspondence."""
+    back = {
+        'low.conv1': 'conv1_d', 'low.norm1': 'bn1_d', 'low.conv2': 'conv2_d',
+        'low.norm2': 'bn2_d', 'low.conv3': 'conv3_d', 'high.conv1': 'conv1',
+        'high.norm1': 'bn1', 'high.conv2': 'conv2', 'high.norm2': 'bn2',
+        'high.conv3': 'conv3', 'norm3': 'bn3', 'se.conv1.conv':
+        'selayer.conv1', 'se.conv2.conv': 'selayer.conv2'
+    }
+    sd = {}
+    for k, v in classifier(arch).state_dict().items():
+        k = k.replace('backbone.', '').replace('head.', '')
+        for ours, theirs in back.items():
+            k = k.replace(f'.{ours}.', f'.{theirs}.')
+        sd['module.' + k] = v
+    return randomize(sd, seed)
+
+
+@pytest.mark.parametrize('arch', sorted(STAGES))
+@pytest.mark.parametrize('size', [(224, 224), (97, 81)])
+def test_official_resnext_logits(arch, size):
+    official = official_state_dict(arch)
+    assert 'module.layer1.0.conv1_d.weight' in official
+    converted, unused = convert_official_resnext(official)
+    assert unused == []
+    model = classifier(arch)
+    model.load_state_dict(converted, strict=True)
+    x = torch.randn(2, 3, *size)
+    plain = {k[len('module.'):]: v for k, v in official.items()}
+    with torch.no_grad():
+        ours = model(x, mode='tensor')
+        ref = official_forward(plain, x, arch)
+    assert torch.allclose(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_unknown_official_keys_are_reported():
+    official = official_state_dict('resnext50')
+    official['module.layer1.0.mystery.weight'] = torch.zeros(1)
+    official['module.aux.weight'] = torch.zeros(1)
+    _, unused = convert_official_resnext(official)
+    assert sorted(unused) == ['aux.weight', 'layer1.0.mystery.weight']
+
+
+def test_torchvision_resnext50_into_baseline():
+    source = torchvision.models.resnext50_32x4d()
+    source.load_state_dict(randomize(source.state_dict(), seed=1))
+    source.eval()
+    converted, unused = convert_single_branch_resnext(source.state_dict())
+    assert unused == []
+    model = classifier('resnext50')
+    model.load_state_dict(converted, strict=True)
+    x = torch.randn(2, 3, 97, 120)
+    with torch.no_grad():
+        assert torch.allclose(
+            model(x, mode='tensor'), source(x), atol=1e-4, rtol=1e-4)
+
+
+def test_mmpretrain_resnext50_into_baseline():
+    source = ImageClassifier(
+        backbone=dict(type='ResNeXt', depth=50, groups=32,
+                      width_per_group=4),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=2048))
+    source.load_state_dict(randomize(source.state_dict(), seed=2))
+    source.eval()
+    converted, unused = convert_single_branch_resnext(source.state_dict())
+    assert unused == []
+    model = classifier('resnext50', num_classes=10)
+    model.load_state_dict(converted, strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(
+            model(x, mode='tensor'), source(x, mode='tensor'), atol=1e-4,
+            rtol=1e-4)
