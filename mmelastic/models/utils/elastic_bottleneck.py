@@ -187,6 +187,22 @@ class ElasticBottleneck(BaseModule):
         self.downsample = downsample
         self.relu = nn.ReLU(inplace=True)
 
+    def scale_policy_modules(self):
+        """The modules whose outputs define the scale-policy score.
+
+        ELASTIC (Sec. 4.1.1) scores a block by ``S = A_high - A_low``, the
+        mean activations after the ReLU that follows the 3x3 conv in the
+        high- and the low-resolution branch. Forward hooks on these two
+        modules read them at no cost to the forward pass.
+
+        Returns:
+            tuple[nn.Module, nn.Module] | None: ``(high, low)``, or None for
+            a block that is not elastic.
+        """
+        if not self.elastic:
+            return None
+        return self.high.act2, self.low.act2
+
     def forward(self, x, identity=None):
         """Forward.
 
