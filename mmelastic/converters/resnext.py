@@ -134,3 +134,44 @@ def convert_single_branch_resnext(state_dict):
         else:
             unused.append(key)
     return out, unused
+
+
+# Official ASPP (models/resnext.py, seg=True) -> ElasticASPPHead.
+_OFFICIAL_ASPP = {
+    'aspp1': 'aspp_modules.0.conv', 'aspp1_bn': 'aspp_modules.0.bn',
+    'aspp2': 'aspp_modules.1.conv', 'aspp2_bn': 'aspp_modules.1.bn',
+    'aspp3': 'aspp_modules.2.conv', 'aspp3_bn': 'aspp_modules.2.bn',
+    'aspp4': 'aspp_modules.3.conv', 'aspp4_bn': 'aspp_modules.3.bn',
+    'aspp5': 'image_pool.1.conv', 'aspp5_bn': 'image_pool.1.bn',
+    'conv2': 'bottleneck.conv', 'bn2': 'bottleneck.bn', 'conv3': 'conv_seg'
+}
+
+
+def convert_official_deeplab_resnext(state_dict):
+    """Rename an official ELASTIC DeepLabV3 (ResNeXt, VOC) state dict.
+
+    The backbone keys become ``backbone.*`` as for classification and the
+    ``aspp.*`` keys become ``decode_head.*`` of
+    :class:`~mmelastic.models.decode_heads.ElasticASPPHead`.
+
+    Returns:
+        tuple(OrderedDict, list[str]): The converted state dict (an mmseg
+        ``EncoderDecoder``'s keys) and the unrecognised source keys.
+    """
+    state_dict = strip_prefix(state_dict, 'module.')
+    backbone = OrderedDict(
+        (k, v) for k, v in state_dict.items() if not k.startswith('aspp.'))
+    out, unused = convert_official_resnext(backbone)
+    # A segmentation model has no classifier: an fc here is foreign.
+    for key in [k for k in out if k.startswith('head.')]:
+        unused.append(key[len('head.'):])
+        del out[key]
+    for key, value in state_dict.items():
+        if not key.startswith('aspp.'):
+            continue
+        layer, _, param = key[len('aspp.'):].rpartition('.')
+        if layer in _OFFICIAL_ASPP:
+            out[f'decode_head.{_OFFICIAL_ASPP[layer]}.{param}'] = value
+        else:
+            unused.append(key)
+    return out, unused

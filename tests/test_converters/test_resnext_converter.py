@@ -59,7 +59,7 @@ def bn(sd, name, x):
                         sd[f'{name}.bias'], False, 0., 1e-5)
 
 
-def official_block(sd, p, x, elastic, stride, se):
+def official_block(sd, p, x, elastic, stride, se, dilation=1):
     groups = 16
     x_d = x
     h, w = x.shape[-2:]
@@ -71,8 +71,8 @@ def official_block(sd, p, x, elastic, stride, se):
     def branch(t, s):
         t = F.relu(bn(sd, p + 'bn1' + s, F.conv2d(t, sd[p + f'conv1{s}.weight'])))
         t = F.relu(bn(sd, p + 'bn2' + s, F.conv2d(
-            t, sd[p + f'conv2{s}.weight'], stride=stride, padding=1,
-            groups=groups)))
+            t, sd[p + f'conv2{s}.weight'], stride=stride, padding=dilation,
+            dilation=dilation, groups=groups)))
         return F.conv2d(t, sd[p + f'conv3{s}.weight'])
 
     out_d = branch(x_d, '_d')
@@ -93,7 +93,10 @@ def official_block(sd, p, x, elastic, stride, se):
     return F.relu(out + residual)
 
 
-def official_forward(sd, x, arch):
+def official_forward(sd, x, arch, seg=False):
+    """Official ResNeXt classifier, or with ``seg`` the DeepLabV3 OS16 model
+    (layer4: stride 1, dilations 2 x (1, 2, 4); ASPP) up to its logits at
+    the head's resolution."""
     elastic = 'elastic' in arch
     se = arch.startswith('se_')
     x = F.relu(bn(sd, 'bn1', F.conv2d(x, sd['conv1.weight'], stride=2,
@@ -102,9 +105,30 @@ def official_forward(sd, x, arch):
     for i, n in enumerate(STAGES[arch]):
         for j in range(n):
             stride = 2 if (i > 0 and j == 0) else 1
+            dilation = 1
+            if seg and i == 3:
+                stride, dilation = 1, 2 * (1, 2, 4)[j]
             x = official_block(sd, f'layer{i + 1}.{j}.', x,
-                               elastic and stride == 1 and i < 3, stride, se)
+                               elastic and stride == 1 and i < 3, stride, se,
+                               dilation)
+    if seg:
+        return official_aspp(sd, x)
     return F.linear(x.mean((2, 3)), sd['fc.weight'], sd['fc.bias'])
+
+
+def official_aspp(sd, x):
+    outs = []
+    for i, rate in enumerate((None, 6, 12, 18), 1):
+        w = sd[f'aspp.aspp{i}.weight']
+        pad = 0 if rate is None else rate
+        outs.append(F.relu(bn(sd, f'aspp.aspp{i}_bn', F.conv2d(
+            x, w, padding=pad, dilation=rate or 1))))
+    pooled = F.relu(bn(sd, 'aspp.aspp5_bn', F.conv2d(
+        x.mean((2, 3), keepdim=True), sd['aspp.aspp5.weight'])))
+    outs.append(pooled.expand(-1, -1, *x.shape[-2:]))
+    x = F.relu(bn(sd, 'aspp.bn2', F.conv2d(torch.cat(outs, 1),
+                                           sd['aspp.conv2.weight'])))
+    return F.conv2d(x, sd['aspp.conv3.weight'], sd['aspp.conv3.bias'])
 
 
 def official_state_dict(arch, seed=0):
@@ -182,3 +206,131 @@ def test_mmpretrain_resnext50_into_baseline():
         assert torch.allclose(
             model(x, mode='tensor'), source(x, mode='tensor'), atol=1e-4,
             rtol=1e-4)
+
+
+# --- the conversion tool: detection, strictness, VOC, checkpoint files -------
+
+
+def official_voc_state_dict(arch, seed=0):
+    """Official DeepLabV3 layout: backbone keys as for classification (no
+    fc) plus ``aspp.*``."""
+    from mmelastic.converters.resnext import _OFFICIAL_ASPP
+    sd = {
+        k: v
+        for k, v in official_state_dict(arch, seed).items()
+        if not k.startswith('module.fc.')
+    }
+    model = voc_model(arch)
+    ours = model.decode_head.state_dict()
+    back = {v: k for k, v in _OFFICIAL_ASPP.items()}
+    for key, value in ours.items():
+        layer, _, param = key.rpartition('.')
+        sd[f'module.aspp.{back[layer]}.{param}'] = value
+    return randomize(sd, seed + 1)
+
+
+def voc_model(arch):
+    from mmelastic.converters.official import build_target_model
+    return build_target_model(f'configs/voc/deeplabv3_{arch}.py').eval()
+
+
+def test_voc_deeplab_logits():
+    from mmelastic.converters import convert_official_deeplab_resnext
+    official = official_voc_state_dict('resnext50_elastic')
+    converted, unused = convert_official_deeplab_resnext(official)
+    assert unused == []
+    model = voc_model('resnext50_elastic')
+    model.load_state_dict(converted, strict=True)
+    x = torch.randn(1, 3, 129, 97)
+    plain = {k[len('module.'):]: v for k, v in official.items()}
+    with torch.no_grad():
+        ours = model(x, mode='tensor')  # logits at the head's resolution
+        ref = official_forward(plain, x, 'resnext50_elastic', seg=True)
+    assert ours.shape == ref.shape == (1, 21, 9, 7)
+    assert torch.allclose(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def save_official(tmp_path, name, state_dict, arch=None):
+    ckpt = dict(epoch=120, state_dict=state_dict, optimizer={'state': {}})
+    if arch:
+        ckpt.update(arch=arch, best_err1=21.56)
+    path = tmp_path / name
+    torch.save(ckpt, path)
+    return str(path)
+
+
+def test_convert_checkpoint_file_and_load(tmp_path):
+    from mmengine.runner import load_checkpoint
+
+    from mmelastic.converters import convert_checkpoint
+    official = official_state_dict('resnext50_elastic')
+    src = save_official(tmp_path, 'resnext50_elastic.pth.tar', official,
+                        arch='resnext50_elastic')
+    dst = str(tmp_path / 'out' / 'converted.pth')
+    import os
+    os.makedirs(tmp_path / 'out')
+    meta = convert_checkpoint(src, dst)
+    assert meta['arch'] == 'resnext50_elastic' and meta['task'] == 'imagenet'
+    assert meta['config'] == 'configs/imagenet/resnext50_elastic.py'
+    import hashlib
+    assert meta['source_sha256'] == hashlib.sha256(
+        open(src, 'rb').read()).hexdigest()
+    saved = torch.load(dst, weights_only=True)
+    assert 'optimizer' not in saved and saved['meta'] == meta
+    model = classifier('resnext50_elastic')
+    load_checkpoint(model, dst, strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    plain = {k[len('module.'):]: v for k, v in official.items()}
+    with torch.no_grad():
+        assert torch.allclose(
+            model(x, mode='tensor'),
+            official_forward(plain, x, 'resnext50_elastic'), atol=1e-4)
+
+
+def test_detection_from_keys():
+    from mmelastic.converters import detect_release
+    assert detect_release({'state_dict': official_state_dict('resnext50')
+                           }) == ('resnext', 'resnext50', 'imagenet')
+    se = official_state_dict('se_resnext50_elastic')
+    assert detect_release(se) == ('resnext', 'se_resnext50_elastic',
+                                  'imagenet')
+    coco = dict(official_state_dict('resnext50_elastic'))
+    coco['module.fc.weight'] = torch.zeros(80, 2048)
+    coco['module.fc.bias'] = torch.zeros(80)
+    assert detect_release(coco)[1:] == ('resnext50_elastic', 'coco')
+    tv = torchvision.models.resnext50_32x4d().state_dict()
+    assert detect_release(tv)[0] == 'resnext-single-branch'
+
+
+def test_wrong_architecture_is_refused(tmp_path):
+    from mmelastic.converters import ConversionError, convert_checkpoint
+    src = save_official(tmp_path, 'x.pth.tar',
+                        official_state_dict('resnext50'), arch='resnext50')
+    with pytest.raises(ConversionError) as err:
+        convert_checkpoint(src, str(tmp_path / 'y.pth'),
+                           arch='resnext50_elastic')
+    text = str(err.value)
+    assert 'target keys not filled' in text
+    assert 'backbone.layer1.3.high.conv1.weight' in text
+    assert not (tmp_path / 'y.pth').exists()
+    with pytest.raises(ConversionError, match='no such checkpoint'):
+        convert_checkpoint(str(tmp_path / 'missing.pth'), 'x.pth')
+
+
+def test_cli(tmp_path):
+    import subprocess
+    import sys
+    src = save_official(tmp_path, 'coco_resnext50.pth.tar',
+                        official_state_dict('resnext50'), arch='resnext50')
+    # An 80-class classifier makes it a COCO model.
+    ckpt = torch.load(src, weights_only=True)
+    ckpt['state_dict']['module.fc.weight'] = torch.zeros(80, 2048)
+    ckpt['state_dict']['module.fc.bias'] = torch.zeros(80)
+    torch.save(ckpt, src)
+    dst = tmp_path / 'coco.pth'
+    out = subprocess.run(
+        [sys.executable, 'tools/model_converters/elastic_to_mmelastic.py',
+         src, str(dst)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert 'config: configs/coco/resnext50.py' in out.stdout
+    assert dst.exists()
