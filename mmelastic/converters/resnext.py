@@ -103,7 +103,7 @@ def convert_single_branch_resnext(state_dict):
     for key, value in state_dict.items():
         m = _BLOCK.match(key)
         if not m:
-            if key.split('.')[0] in ('conv1', 'bn1'):
+            if key.split('.')[0] in ('conv1', 'bn1', 'stem'):
                 out['backbone.' + key] = value
             elif key.startswith('fc.'):
                 out['head.' + key] = value
@@ -129,7 +129,7 @@ def convert_single_branch_resnext(state_dict):
             out[f'{prefix}low.conv3.{param}'] = low.clone()
         elif layer == 'bn3':
             out[f'{prefix}norm3.{param}'] = value
-        elif layer in ('downsample.0', 'downsample.1'):
+        elif layer.startswith('downsample.'):
             out[f'{prefix}{layer}.{param}'] = value
         else:
             unused.append(key)

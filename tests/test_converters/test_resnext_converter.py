@@ -334,3 +334,31 @@ def test_cli(tmp_path):
     assert out.returncode == 0, out.stderr
     assert 'config: configs/coco/resnext50.py' in out.stdout
     assert dst.exists()
+
+
+def test_resnext_v1d_by_configuration():
+    """ResNeXt with mmpretrain's ResNetV1d stem and shortcut (deep_stem,
+    avg_down), as a non-elastic ElasticResNeXt: same parameters, and the
+    converted weights give the same logits."""
+    source = ImageClassifier(
+        backbone=dict(type='ResNeXt', depth=50, groups=32,
+                      width_per_group=4, deep_stem=True, avg_down=True),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=2048))
+    source.load_state_dict(randomize(source.state_dict(), seed=3))
+    source.eval()
+    model = ImageClassifier(
+        backbone=dict(type='ElasticResNeXt', arch='resnext50', deep_stem=True,
+                      avg_down=True),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=2048))
+    model.eval()
+    assert sum(p.numel() for p in model.parameters()) == sum(
+        p.numel() for p in source.parameters())
+    converted, unused = convert_single_branch_resnext(source.state_dict())
+    assert unused == []
+    model.load_state_dict(converted, strict=True)
+    x = torch.randn(1, 3, 67, 64)
+    with torch.no_grad():
+        assert torch.allclose(
+            model(x, mode='tensor'), source(x, mode='tensor'), atol=1e-4)

@@ -23,6 +23,8 @@ class ElasticResLayer(nn.Sequential):
         stride (int): Stride of the first block. Default: 1.
         dilations (Sequence[int]): 3x3 dilation of each block.
         elastic (bool): Whether the stage's stride-1 blocks are elastic.
+        avg_down (bool): Average-pool in the strided shortcut (ResNet-D).
+            Default: False.
         conv_cfg (dict, optional): Conv layer config. Default: None.
         norm_cfg (dict): Norm layer config. Default: ``dict(type='BN')``.
         **block_kwargs: Passed to every block (``high_ratio``, ``resample``,
@@ -38,21 +40,36 @@ class ElasticResLayer(nn.Sequential):
                  stride=1,
                  dilations=None,
                  elastic=True,
+                 avg_down=False,
                  conv_cfg=None,
                  norm_cfg=dict(type='BN'),
                  **block_kwargs):
         dilations = dilations or [1] * num_blocks
         downsample = None
         if stride != 1 or in_channels != out_channels:
-            downsample = nn.Sequential(
+            downsample = []
+            conv_stride = stride
+            if avg_down and stride != 1:
+                # ResNet-D shortcut (mmpretrain's ResNetV1d): average pool,
+                # then a stride-1 projection.
+                conv_stride = 1
+                downsample.append(
+                    nn.AvgPool2d(
+                        kernel_size=stride,
+                        stride=stride,
+                        ceil_mode=True,
+                        count_include_pad=False))
+            downsample += [
                 build_conv_layer(
                     conv_cfg,
                     in_channels,
                     out_channels,
                     kernel_size=1,
-                    stride=stride,
+                    stride=conv_stride,
                     bias=False),
-                build_norm_layer(norm_cfg, out_channels)[1])
+                build_norm_layer(norm_cfg, out_channels)[1]
+            ]
+            downsample = nn.Sequential(*downsample)
         blocks = []
         for i in range(num_blocks):
             block_stride = stride if i == 0 else 1
@@ -126,8 +143,18 @@ class ElasticResNeXt(ResNet):
         **kwargs: Other arguments of mmpretrain's
             :class:`~mmpretrain.models.backbones.ResNet`: ``in_channels``,
             ``num_stages``, ``strides``, ``dilations``, ``out_indices``,
-            ``frozen_stages``, ``conv_cfg``, ``norm_cfg``, ``norm_eval``,
-            ``with_cp``, ``zero_init_residual``, ``init_cfg``.
+            ``deep_stem`` and ``avg_down`` (ResNetV1c/V1d), ``frozen_stages``,
+            ``conv_cfg``, ``norm_cfg``, ``norm_eval``, ``with_cp``,
+            ``zero_init_residual``, ``init_cfg``.
+
+    Other ResNet-family backbones get Elastic by configuration: the widths
+    come from ``groups x width_per_group`` (ResNeXt 32x8d:
+    ``width_per_group=8``), SE from ``with_se``, ResNetV1c/V1d from
+    ``deep_stem``/``avg_down``, any depth from a custom ``arch`` dict.
+    ResNet's dense 3x3 convs cannot be channel-split without dropping the
+    cross-branch terms, so ``groups=2, width_per_group=32`` gives ResNet's
+    widths with two dense half-width 3x3 convs per block (fewer parameters
+    than ResNet).
 
     Example:
         >>> import torch
@@ -253,7 +280,8 @@ class ElasticResNeXt(ResNet):
                 f'the last stage ({self.stage_blocks[-1]} blocks)')
 
     def make_res_layer(self, num_blocks, in_channels, out_channels, stride,
-                       dilation, with_cp, conv_cfg, norm_cfg, **kwargs):
+                       dilation, with_cp, conv_cfg, norm_cfg, avg_down,
+                       **kwargs):
         """Build one stage (called by ResNet.__init__ for each stage)."""
         stage = int(round(
             math.log2(out_channels / (self.base_channels * self.expansion))))
@@ -277,6 +305,7 @@ class ElasticResNeXt(ResNet):
             stride=stride,
             dilations=dilations,
             elastic=self.elastic_stages[stage],
+            avg_down=avg_down,
             conv_cfg=conv_cfg,
             norm_cfg=norm_cfg,
             high_ratio=self.high_ratio,
