@@ -1,0 +1,77 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""Make ``--launcher pytorch`` work on machines without CUDA.
+
+mmengine 0.10.7 assumes a GPU per process in distributed runs:
+
+* ``mmengine.dist.init_dist('pytorch')`` calls ``torch.cuda.set_device`` before
+  ``init_process_group``, which fails with ``RuntimeError: Found no NVIDIA
+  driver on your system`` on a CPU machine, whatever the backend;
+* ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to
+  ``DistributedDataParallel``, which rejects device ids for a CPU module;
+* the OpenMMLab runtimes default to the ``nccl`` backend, which needs CUDA.
+
+:func:`setup_cpu_distributed` fixes all three in the config before the
+Runner is built. It changes nothing where CUDA is available.
+"""
+import datetime
+import os
+
+import torch
+import torch.distributed as torch_dist
+
+
+def setup_cpu_distributed(cfg, launcher):
+    """Prepare a config for distributed training or testing on CPUs.
+
+    Where CUDA is absent and ``launcher`` is not ``'none'``: sets
+    ``env_cfg.dist_cfg.backend='gloo'``; for the ``pytorch`` launcher
+    (torchrun), initialises the process group itself from the ``RANK``,
+    ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` environment (the
+    Runner then skips its own, CUDA-only, initialisation); and makes the
+    model wrapper a ``MMDistributedDataParallel`` without ``device_ids``.
+
+    Args:
+        cfg (mmengine.Config): The config; changed in place.
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+
+    Returns:
+        bool: Whether the config was changed for CPU distributed use.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+    env_cfg = cfg.get('env_cfg') or {}
+    dist_cfg = dict(env_cfg.get('dist_cfg') or {})
+    dist_cfg['backend'] = 'gloo'
+    env_cfg['dist_cfg'] = dist_cfg
+    cfg.env_cfg = env_cfg
+
+    if launcher == 'pytorch' and not torch_dist.is_initialized():
+        missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR',
+                               'MASTER_PORT') if k not in os.environ]
+        if missing:
+            raise RuntimeError(
+                f'--launcher pytorch needs the environment variables '
+                f'{missing}, which torchrun sets; start the tool with '
+                'tools/dist_train.sh / tools/dist_test.sh (or python -m '
+                'torch.distributed.run), or use --launcher none.')
+        kwargs = {}
+        if dist_cfg.get('timeout') is not None:
+            kwargs['timeout'] = datetime.timedelta(
+                seconds=dist_cfg['timeout'])
+        torch_dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            **kwargs)
+
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    if wrapper['type'] in ('MMDistributedDataParallel',
+                           'DistributedDataParallel'):
+        # An explicit None wins over the Runner's default_args device_ids.
+        wrapper['device_ids'] = None
+        wrapper.setdefault('broadcast_buffers', False)
+        wrapper.setdefault('find_unused_parameters',
+                           cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = wrapper
+    return True

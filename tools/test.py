@@ -1,0 +1,231 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""Test (and evaluate) a checkpoint with an mmpretrain or mmseg config.
+
+The config's ``default_scope`` picks the library's conventions:
+
+* mmpretrain: ``--out results.pkl`` dumps the predictions (or the metrics
+  with ``--out-item metrics``); ``--show-dir`` turns on the
+  ``VisualizationHook`` and saves images there; ``--tta`` defaults to flip
+  TTA averaging the class scores.
+* mmseg: ``--out DIR`` makes ``IoUMetric`` write the predicted masks to DIR;
+  ``--show-dir`` draws the predictions into DIR; ``--tta`` uses the config's
+  ``tta_pipeline`` and ``tta_model``.
+
+Examples:
+    python tools/test.py CONFIG work_dirs/x/epoch_12.pth
+    bash tools/dist_test.sh CONFIG CHECKPOINT 8 --out results.pkl
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from copy import deepcopy
+
+try:
+    import mmelastic  # noqa: F401  (registers modules, checkpoint loading)
+except ImportError as err:
+    if getattr(err, 'name', None) != 'mmelastic':
+        raise
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    import mmelastic  # noqa: F401
+
+import mmengine
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from mmelastic.utils import setup_cpu_distributed
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a model (mmpretrain or mmseg '
+        'config)')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the evaluation metrics (default: '
+        './work_dirs/<config name>)')
+    parser.add_argument(
+        '--out',
+        help='mmpretrain configs: a .pkl file for the predictions (or the '
+        'metrics, see --out-item); mmseg configs: a directory for the '
+        'predicted masks')
+    parser.add_argument(
+        '--out-item',
+        choices=['metrics', 'pred'],
+        help='mmpretrain configs: what --out holds (default: pred)')
+    parser.add_argument(
+        '--show', action='store_true', help='show the predictions in a window')
+    parser.add_argument(
+        '--show-dir', help='directory to save images with the predictions')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='--show interval (s)')
+    parser.add_argument(
+        '--interval',
+        type=int,
+        default=1,
+        help='mmpretrain configs: visualise every N-th sample')
+    parser.add_argument(
+        '--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='disable pin_memory in the dataloader (mmpretrain configs)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if args.out_item is not None and args.out is None:
+        parser.error('--out-item needs --out FILE')
+    return args
+
+
+def _visualization_hook(cfg):
+    hooks = cfg.get('default_hooks') or {}
+    if 'visualization' not in hooks:
+        raise ValueError(
+            '--show/--show-dir need a visualization hook: add '
+            "default_hooks.visualization=dict(type='VisualizationHook') "
+            "(mmpretrain) or dict(type='SegVisualizationHook') (mmseg) to "
+            'the config.')
+    return hooks['visualization']
+
+
+def merge_mmpretrain_args(cfg, args):
+    if args.show or args.show_dir is not None:
+        hook = _visualization_hook(cfg)
+        hook.enable = True
+        hook.show = args.show
+        hook.wait_time = args.wait_time
+        hook.out_dir = args.show_dir
+        hook.interval = args.interval
+
+    if args.tta:
+        if 'tta_model' not in cfg:
+            cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
+        if 'tta_pipeline' not in cfg:
+            test_pipeline = cfg.test_dataloader.dataset.pipeline
+            cfg.tta_pipeline = deepcopy(test_pipeline)
+            cfg.tta_pipeline[-1] = dict(
+                type='TestTimeAug',
+                transforms=[[
+                    dict(type='RandomFlip', prob=1.),
+                    dict(type='RandomFlip', prob=0.)
+                ], [test_pipeline[-1]]])
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+    # mmpretrain configs leave these to the tool (see tools/train.py).
+    import torch
+    loader = ConfigDict(
+        pin_memory=torch.cuda.is_available() and not args.no_pin_memory,
+        collate_fn=dict(type='default_collate'))
+    loader.update(cfg.test_dataloader)
+    if args.no_pin_memory:
+        loader.pin_memory = False
+    cfg.test_dataloader = loader
+
+    if args.out is not None and (args.out_item or 'pred') == 'pred' \
+            and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out {args.out}: predictions are saved as a '
+                         'pickle; give a file name ending in .pkl')
+
+
+def merge_mmseg_args(cfg, args):
+    if args.show or args.show_dir is not None:
+        hook = _visualization_hook(cfg)
+        hook.draw = True
+        if args.show:
+            hook.show = True
+            hook.wait_time = args.wait_time
+        if args.show_dir:
+            cfg.visualizer.save_dir = args.show_dir
+
+    if args.tta:
+        if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
+            raise ValueError(
+                '--tta with an mmseg config needs `tta_pipeline` and '
+                '`tta_model` in the config (mmseg default_runtime.py defines '
+                'tta_model; the dataset bases define tta_pipeline).')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+
+    if args.out is not None:
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+
+
+def merge_args(cfg, args):
+    """Merge the command line into the config (changed in place).
+
+    Args:
+        cfg (mmengine.Config): Loaded config.
+        args (argparse.Namespace): From :func:`parse_args`.
+
+    Returns:
+        mmengine.Config: The config.
+    """
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        raise FileNotFoundError(
+            f'checkpoint {args.checkpoint} does not exist; pass a .pth '
+            'written by tools/train.py (or a URL).')
+    cfg.load_from = args.checkpoint
+
+    if cfg.get('default_scope') == 'mmseg':
+        merge_mmseg_args(cfg, args)
+    else:
+        merge_mmpretrain_args(cfg, args)
+
+    setup_cpu_distributed(cfg, args.launcher)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = merge_args(Config.fromfile(args.config), args)
+
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+
+    is_seg = cfg.get('default_scope') == 'mmseg'
+    if args.out and not is_seg and (args.out_item or 'pred') == 'pred':
+        from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+
+    metrics = runner.test()
+
+    if args.out and not is_seg and args.out_item == 'metrics':
+        mmengine.dump(metrics, args.out)
+
+
+if __name__ == '__main__':
+    main()
