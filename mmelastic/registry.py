@@ -38,7 +38,7 @@ METRICS = Registry(
     locations=['mmelastic.evaluation'])
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='mmelastic',
-    locations=['mmelastic.engine'])
+    locations=['mmelastic'])
 
 _KINDS = {
     'model': MODELS,

@@ -31,8 +31,7 @@ def register_mmseg_modules():
         return False
     try:
         from mmseg import registry as mmseg_registry
-        # The segmentation-only modules subclass mmseg's heads.
-        from .models import decode_heads  # noqa: F401
+        import mmseg.models  # noqa: F401  (needs mmcv.ops)
     except ImportError as err:  # e.g. "No module named 'mmcv._ext'"
         warnings.warn(
             'mmseg is installed but cannot be imported '
@@ -40,6 +39,9 @@ def register_mmseg_modules():
             'configs. Install the full mmcv build (tools/install_mmcv.py) '
             'to use them for segmentation.')
         return False
+    # Outside the try: an error in our own heads must not pass for a
+    # missing mmcv build. They subclass mmseg's heads.
+    from .models import decode_heads  # noqa: F401
     names = {
         'model': 'MODELS',
         'dataset': 'DATASETS',
