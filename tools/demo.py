@@ -10,7 +10,9 @@ over the seeds with their spread. Results are reported as measured: at this
 toy scale on a CPU, Elastic need not win.
 
 Outputs (under --work-dir, default work_dirs/demo): summary.json,
-summary.md, demo_results.png (per-subset F1 of both models), and per run the
+summary.md, demo_results.png (per-subset F1 of both models), scale_policy/
+(the scale-policy report of the first seed's Elastic model: scores, the
+paper's figures and the interactive index.html), and per run the
 checkpoint, logs and test predictions (predictions.pkl, readable by
 tools/analysis/compare_results.py).
 
@@ -161,6 +163,33 @@ def run_one(name, config, seed, args):
     return {k: float(v) for k, v in metrics.items()}
 
 
+def scale_policy_report(args, seed):
+    """The scale-policy analysis (paper Sec. 4.1.1, Appendix C) of the
+    first seed's Elastic model, against its baseline."""
+    from mmengine.config import Config
+
+    from mmelastic.analysis import load_classifier, run_scale_policy_analysis
+
+    def trained(config):
+        stem = osp.splitext(osp.basename(config))[0]
+        run_dir = osp.join(args.work_dir, stem, f'seed{seed}')
+        with open(osp.join(run_dir, 'last_checkpoint')) as f:
+            checkpoint = f.read().strip()
+        cfg = Config.fromfile(osp.join(ROOT, config))
+        cfg.test_dataloader.dataset.data_root = osp.join(
+            args.data_root, 'coco')
+        return cfg, load_classifier(cfg, checkpoint)
+
+    print(f'[demo] scale-policy analysis of seed {seed} ...', flush=True)
+    _, baseline = trained(MODELS[0][1])
+    cfg, elastic = trained(MODELS[1][1])
+    out_dir = osp.join(args.work_dir, 'scale_policy')
+    paths = run_scale_policy_analysis(
+        elastic, cfg.test_dataloader, out_dir, baseline_model=baseline,
+        num_workers=0)
+    return paths
+
+
 def complexity(config, shape):
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
@@ -291,9 +320,12 @@ def main(argv=None):
                   f"{m['multi-label/CF1']:.1f}  OF1 {m['multi-label/OF1']:.1f}"
                   f'  ({time.time() - start:.0f}s so far)', flush=True)
 
+    policy = scale_policy_report(args, args.seeds[0])
     rows = summarize(results, complexities, args.seeds)
     table = markdown_table(rows, args.seeds, shape)
     summary = dict(
+        scale_policy={k: osp.relpath(v, args.work_dir)
+                      for k, v in policy.items()},
         seeds=args.seeds,
         input_shape=shape,
         epochs=args.epochs,
@@ -309,8 +341,10 @@ def main(argv=None):
     print()
     print(f'[demo] done in {time.time() - start:.0f}s. Outputs in '
           f'{osp.abspath(args.work_dir)}: summary.md, summary.json, '
-          'demo_results.png, and per run <config>/seed<N>/ (checkpoint, '
-          'predictions.pkl for tools/analysis/compare_results.py).')
+          'demo_results.png, per run <config>/seed<N>/ (checkpoint, '
+          'predictions.pkl for tools/analysis/compare_results.py), and the '
+          'scale-policy report scale_policy/ (open '
+          f"{osp.abspath(policy['html'])} in a browser).")
     return summary
 
 

@@ -20,6 +20,13 @@ if [ "${MMELASTIC_SKIP_SETUP:-0}" != 1 ]; then
     }
 fi
 PY="${MMELASTIC_PYTHON:-$ROOT/.venv/bin/python}"
+if [ "${MMELASTIC_SKIP_SETUP:-0}" != 1 ]; then
+    # The HTML demo is tested in a real headless browser (Debian chromium).
+    MMELASTIC_PYTHON="$PY" bash "$ROOT/tools/setup_browser.sh" || {
+        echo "[mmelastic tests] browser setup failed (tools/setup_browser.sh)" >&2
+        exit 1
+    }
+fi
 
 echo "[mmelastic tests] $PY -m pytest tests $*" >&2
 start=$(date +%s)
