@@ -4,6 +4,7 @@
 Imported by :mod:`mmelastic.segmentation` only, never by
 ``mmelastic.models`` itself.
 """
+from .dla_up_head import DLAUpHead
 from .elastic_aspp_head import ElasticASPPHead
 
-__all__ = ['ElasticASPPHead']
+__all__ = ['DLAUpHead', 'ElasticASPPHead']
