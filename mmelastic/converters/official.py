@@ -15,6 +15,9 @@ from collections import OrderedDict
 
 import torch
 
+from .densenet import convert_official_densenet, official_densenet_arch
+from .dla import convert_official_dla, convert_official_dla_seg, \
+    official_dla_arch
 from .resnext import (convert_official_deeplab_resnext,
                       convert_official_resnext, convert_single_branch_resnext,
                       strip_prefix)
@@ -46,10 +49,31 @@ for _arch in ('resnext50', 'resnext50_elastic', 'resnext101',
         'voc', _arch, f'configs/voc/deeplabv3_{_arch}.py',
         convert_official_deeplab_resnext)
 
+for _arch in ('dla60x', 'dla60x_elastic', 'dla102x', 'densenet201',
+              'densenet201_elastic'):
+    _family = 'dla' if _arch.startswith('dla') else 'densenet'
+    _convert = convert_official_dla if _family == 'dla' else \
+        convert_official_densenet
+    OFFICIAL_RELEASES[_arch] = ('imagenet', _arch,
+                                f'configs/imagenet/{_arch}.py', _convert)
+    if _arch != 'dla102x':
+        OFFICIAL_RELEASES[f'coco_{_arch}'] = ('coco', _arch,
+                                              f'configs/coco/{_arch}.py',
+                                              _convert)
+for _arch in ('dla60x', 'dla60x_elastic'):
+    OFFICIAL_RELEASES[f'deeplab_{_arch}_pascal_v3_original_epoch50'] = (
+        'voc', _arch, f'configs/voc/dlaup_{_arch}.py',
+        convert_official_dla_seg)
+
 _TASK_CONVERTERS = {
     ('resnext', 'imagenet'): convert_official_resnext,
     ('resnext', 'coco'): convert_official_resnext,
     ('resnext', 'voc'): convert_official_deeplab_resnext,
+    ('dla', 'imagenet'): convert_official_dla,
+    ('dla', 'coco'): convert_official_dla,
+    ('dla', 'voc'): convert_official_dla_seg,
+    ('densenet', 'imagenet'): convert_official_densenet,
+    ('densenet', 'coco'): convert_official_densenet,
 }
 
 
@@ -104,13 +128,26 @@ def detect_release(checkpoint, arch=None, task=None):
                 raise ConversionError(
                     f'the classifier has {fc.shape[0]} classes, neither '
                     'ImageNet (1000) nor COCO (80); pass --task')
+    if any(k.startswith(('base_layer.', 'base.base_layer.')) for k in keys):
+        try:
+            return 'dla', arch or official_dla_arch(state_dict), task
+        except ValueError as err:
+            raise ConversionError(str(err)) from err
+    if any(k.startswith('features.denseblock') for k in keys):
+        if task == 'voc':
+            raise ConversionError('no DenseNet segmentation model exists')
+        try:
+            return 'densenet', arch or official_densenet_arch(
+                state_dict), task
+        except ValueError as err:
+            raise ConversionError(str(err)) from err
     is_resnext = 'layer1.0.conv1.weight' in keyset or \
         'backbone.layer1.0.conv1.weight' in keyset
     if not is_resnext:
         raise ConversionError(
-            'unrecognised architecture: no ResNeXt key layer1.0.conv1.weight '
-            f'(first keys: {keys[:5]}); DLA and DenseNet checkpoints need '
-            'their converters (mmelastic.converters.dla / .densenet)')
+            'unrecognised architecture: neither ResNeXt (layer1.0.conv1), '
+            'DLA (base_layer) nor DenseNet (features.denseblock1) keys; '
+            f'first keys: {keys[:5]}')
     if 'layer1.0.conv1_d.weight' not in keyset:
         return 'resnext-single-branch', arch or 'resnext50', task
     if arch is None:
@@ -131,7 +168,9 @@ def detect_release(checkpoint, arch=None, task=None):
 def config_for(arch, task):
     """Path of the config a converted checkpoint belongs to."""
     if task == 'voc':
-        return f'configs/voc/deeplabv3_{arch}.py'
+        # DLA segments with its IDA-up decoder, ResNeXt with DeepLabV3.
+        prefix = 'dlaup' if arch.startswith('dla') else 'deeplabv3'
+        return f'configs/voc/{prefix}_{arch}.py'
     return f'configs/{task}/{arch}.py'
 
 

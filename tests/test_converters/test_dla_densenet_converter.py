@@ -536,3 +536,32 @@ def test_bilinear_reference_kernel_is_bilinear():
     assert torch.allclose(
         out[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1], atol=1e-6)
     assert math.isclose(w.sum().item(), 4.0)
+
+
+# --- the conversion tool routes DLA, DLA-seg and DenseNet files --------------
+
+
+@pytest.mark.parametrize('name,builder,arch,config', [
+    ('dla60x_elastic.pth.tar', 'dla', 'dla60x_elastic',
+     'configs/imagenet/dla60x_elastic.py'),
+    ('densenet201_elastic.pth.tar', 'densenet', 'densenet201_elastic',
+     'configs/imagenet/densenet201_elastic.py'),
+    ('deeplab_dla60x_pascal_v3_original_epoch50.pth', 'dla-seg', 'dla60x',
+     'configs/voc/dlaup_dla60x.py'),
+])
+def test_convert_checkpoint_routes_families(tmp_path, name, builder, arch,
+                                            config):
+    from mmelastic.converters import convert_checkpoint
+    if builder == 'dla':
+        sd = official_dla_state_dict(arch)
+    elif builder == 'densenet':
+        sd = {'module.' + k: v
+              for k, v in randomize(official_densenet_keys(arch)).items()}
+    else:
+        sd = official_dla_seg_state_dict(arch)
+    src = tmp_path / name
+    torch.save(dict(epoch=1, state_dict=sd), src)
+    meta = convert_checkpoint(str(src), str(tmp_path / 'out.pth'))
+    assert (meta['arch'], meta['config']) == (arch, config)
+    state = torch.load(tmp_path / 'out.pth', weights_only=True)['state_dict']
+    assert any(k.startswith('backbone.') for k in state)
