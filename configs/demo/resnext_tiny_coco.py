@@ -49,7 +49,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # From scratch: a common short recipe, the same for both models.
-max_epochs = 12
+max_epochs = 8
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [
