@@ -30,7 +30,7 @@ from mmpretrain.models.backbones.densenet import DenseTransition
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmelastic.registry import register
-from ..utils import Resample2x
+from ..utils import ElasticBackboneMixin, Resample2x, resolve_arch
 
 
 @contextmanager
@@ -292,7 +292,7 @@ class ElasticDenseBlock(BaseModule):
 
 
 @register('model')
-class ElasticDenseNet(BaseBackbone):
+class ElasticDenseNet(ElasticBackboneMixin, BaseBackbone):
     """DenseNet-BC and DenseNet+Elastic (ELASTIC, CVPR 2019).
 
     Implements DenseNet201 and DenseNet201+Elastic of `ELASTIC: Improving
@@ -407,20 +407,8 @@ class ElasticDenseNet(BaseBackbone):
                          layer=['_BatchNorm', 'GroupNorm'])
                  ]):
         super().__init__(init_cfg)
-        if isinstance(arch, str):
-            if arch not in self.arch_settings:
-                raise KeyError(
-                    f'unknown ElasticDenseNet arch {arch!r}; choose one of '
-                    f'{sorted(self.arch_settings)} or pass a dict with '
-                    "'depths'")
-            setting = dict(self.arch_settings[arch])
-        elif isinstance(arch, dict):
-            if 'depths' not in arch:
-                raise KeyError("a custom ElasticDenseNet arch dict needs "
-                               "'depths' (layers per dense block)")
-            setting = dict(arch)
-        else:
-            raise TypeError(f'arch must be a str or dict, got {type(arch)}')
+        setting = resolve_arch('ElasticDenseNet', self.arch_settings, arch,
+                               'depths', 'layers per dense block')
         self.depths = tuple(setting['depths'])
         self.growth_rate = setting.get('growth_rate', 32)
         self.init_channels = setting.get('init_channels', 64)
@@ -519,18 +507,5 @@ class ElasticDenseNet(BaseBackbone):
             for param in module.parameters():
                 param.requires_grad = False
 
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
-    def elastic_layers(self):
-        """list[str]: Names of the layers whose low branch is resampled."""
-        return [
-            name for name, m in self.named_modules()
-            if isinstance(m, ElasticDenseLayer) and m.elastic
-        ]
+    # Dense layers are the blocks here.
+    elastic_layers = ElasticBackboneMixin.elastic_blocks

@@ -14,10 +14,9 @@ import torch.nn as nn
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmelastic.registry import register
-from ..utils import ElasticBottleneck
+from ..utils import ElasticBackboneMixin, ElasticBottleneck, resolve_arch
 
 #: The official bottleneck width rule: ``planes * cardinality / 32``, i.e. a
 #: "Split32" block is as wide as its output.
@@ -164,7 +163,7 @@ class DLATree(BaseModule):
 
 
 @register('model')
-class ElasticDLA(BaseBackbone):
+class ElasticDLA(ElasticBackboneMixin, BaseBackbone):
     """DLA-X with (Elastic) ResNeXt bottlenecks (ELASTIC, CVPR 2019).
 
     Implements DLA-X60 and DLA-X102 (`Deep Layer Aggregation
@@ -376,20 +375,9 @@ class ElasticDLA(BaseBackbone):
         self._freeze_stages()
 
     def _resolve_arch(self, arch):
-        if isinstance(arch, str):
-            if arch not in self.arch_settings:
-                raise KeyError(
-                    f'unknown ElasticDLA arch {arch!r}; choose one of '
-                    f'{sorted(self.arch_settings)} or pass a dict with '
-                    "'levels'")
-            return dict(self.arch_settings[arch])
-        if isinstance(arch, dict):
-            if 'levels' not in arch:
-                raise KeyError("a custom ElasticDLA arch dict needs 'levels' "
-                               '(6 ints: convs of level0-1, tree depths of '
-                               'level2-5)')
-            return dict(arch)
-        raise TypeError(f'arch must be a str or dict, got {type(arch)}')
+        return resolve_arch(
+            'ElasticDLA', self.arch_settings, arch, 'levels',
+            '6 ints: convs of level0-1, tree depths of level2-5')
 
     def _make_conv_level(self,
                          in_channels,
@@ -459,19 +447,3 @@ class ElasticDLA(BaseBackbone):
             module.eval()
             for param in module.parameters():
                 param.requires_grad = False
-
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
-    def elastic_blocks(self):
-        """list[str]: Names of the blocks whose low branch is resampled."""
-        return [
-            name for name, m in self.named_modules()
-            if isinstance(m, ElasticBottleneck) and m.elastic
-        ]

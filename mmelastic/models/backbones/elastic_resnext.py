@@ -8,7 +8,8 @@ from mmengine.model.weight_init import constant_init
 from mmpretrain.models.backbones import ResNet
 
 from mmelastic.registry import register
-from ..utils import ElasticBottleneck, Resample2x
+from ..utils import (ElasticBackboneMixin, ElasticBottleneck, Resample2x,
+                     resolve_arch)
 
 
 class ElasticResLayer(nn.Sequential):
@@ -217,20 +218,8 @@ class ElasticResNeXt(ResNet):
                          layer=['_BatchNorm', 'GroupNorm'])
                  ],
                  **kwargs):
-        if isinstance(arch, str):
-            if arch not in self.arch_settings:
-                raise KeyError(
-                    f'unknown ElasticResNeXt arch {arch!r}; choose one of '
-                    f'{sorted(self.arch_settings)} or pass a dict with '
-                    "'stage_blocks'")
-            setting = dict(self.arch_settings[arch])
-        elif isinstance(arch, dict):
-            if 'stage_blocks' not in arch:
-                raise KeyError("a custom ElasticResNeXt arch dict needs "
-                               "'stage_blocks'")
-            setting = dict(arch)
-        else:
-            raise TypeError(f'arch must be a str or dict, got {type(arch)}')
+        setting = resolve_arch('ElasticResNeXt', self.arch_settings, arch,
+                               'stage_blocks')
         if stage_blocks is not None:
             setting['stage_blocks'] = tuple(stage_blocks)
         if len(setting['stage_blocks']) < num_stages:
@@ -328,9 +317,4 @@ class ElasticResNeXt(ResNet):
                 if isinstance(m, ElasticBottleneck):
                     constant_init(m.norm3, 0)
 
-    def elastic_blocks(self):
-        """list[str]: Names of the blocks whose low branch is resampled."""
-        return [
-            name for name, m in self.named_modules()
-            if isinstance(m, ElasticBottleneck) and m.elastic
-        ]
+    elastic_blocks = ElasticBackboneMixin.elastic_blocks

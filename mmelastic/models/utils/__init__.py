@@ -1,8 +1,10 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
+from .backbone import ElasticBackboneMixin, resolve_arch
 from .elastic_bottleneck import BottleneckBranch, ElasticBottleneck
 from .resample import RESAMPLE_MODES, Resample2x, split_channels
 
 __all__ = [
+    'ElasticBackboneMixin', 'resolve_arch',
     'BottleneckBranch', 'ElasticBottleneck', 'RESAMPLE_MODES', 'Resample2x',
     'split_channels'
 ]

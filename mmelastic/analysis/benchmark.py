@@ -1,0 +1,500 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""Interleaved throughput and peak-memory benchmark of models from configs.
+
+The logic behind ``tools/analysis/benchmark.py``. Models are timed in one
+process, interleaved in ABBA rounds (round 0 in the given order, round 1
+reversed, ...), so that slow drift of a shared machine (other jobs, thermal
+throttling) hits every model alike and the ratios between models hold even
+when the absolute numbers do not. Peak memory is measured separately, one
+fresh subprocess per model (process-wide high-water marks cannot be split
+between models living in one process).
+
+Import it as ``mmelastic.analysis.benchmark`` (it is not re-exported by
+``mmelastic.analysis``).
+"""
+import json
+import math
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+from glob import glob
+
+import torch
+import torch.nn.functional as F
+
+#: Where ``--models NAME`` looks for ``NAME.py``.
+CONFIG_DIR = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
+    'imagenet')
+
+MODES = ('infer', 'train')
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark request that cannot run (unknown model, no CUDA ...)."""
+
+
+# --------------------------------------------------------------------------
+# Requests: models, device, schedule
+# --------------------------------------------------------------------------
+def available_models(config_dir=CONFIG_DIR):
+    """Config stems usable with ``--models`` (sorted)."""
+    return sorted(
+        osp.splitext(osp.basename(p))[0]
+        for p in glob(osp.join(config_dir, '*.py'))
+        if not osp.basename(p).startswith('_'))
+
+
+def resolve_models(configs=(), names=(), config_dir=CONFIG_DIR):
+    """Turn config paths and ``--models`` names into ``(name, path)`` pairs.
+
+    Raises:
+        BenchmarkError: For a missing config file or an unknown name (the
+            message lists the known names), or for no model at all.
+    """
+    models = []
+    for config in configs:
+        if not osp.isfile(config):
+            raise BenchmarkError(f'config file {config!r} does not exist')
+        models.append((osp.splitext(osp.basename(config))[0], config))
+    known = available_models(config_dir)
+    for name in names:
+        if name not in known:
+            raise BenchmarkError(
+                f'unknown model {name!r}; --models takes the name of a '
+                f'config in {config_dir}: {", ".join(known)}')
+        models.append((name, osp.join(config_dir, f'{name}.py')))
+    if not models:
+        raise BenchmarkError('give config files or --models NAME ...')
+    # The same stem twice (e.g. two folders): keep the rows apart.
+    seen = {}
+    out = []
+    for name, path in models:
+        seen[name] = seen.get(name, 0) + 1
+        out.append((name if seen[name] == 1 else f'{name}#{seen[name]}',
+                    path))
+    return out
+
+
+def check_device(device):
+    """Return a :class:`torch.device` or raise a clear error."""
+    if device not in ('cpu', 'cuda') and not device.startswith('cuda:'):
+        raise BenchmarkError(f'--device must be cpu or cuda, not {device!r}')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise BenchmarkError(
+            f'--device {device} was asked for, but CUDA is not available '
+            f'(torch {torch.__version__}, built with CUDA '
+            f'{torch.version.cuda or "none"}); use --device cpu')
+    return torch.device(device)
+
+
+def interleaved_schedule(num_models, rounds):
+    """Model order of each round: given order in even rounds, reversed in
+    odd ones (ABBA), so every model runs as often first as last.
+
+    >>> interleaved_schedule(2, 4)
+    [[0, 1], [1, 0], [0, 1], [1, 0]]
+    """
+    order = list(range(num_models))
+    return [order if r % 2 == 0 else order[::-1] for r in range(rounds)]
+
+
+def summarize(values):
+    """Median, quartiles (``statistics.quantiles``, inclusive) and range."""
+    values = sorted(values)
+    if len(values) >= 2:
+        q1, _, q3 = statistics.quantiles(values, n=4, method='inclusive')
+    else:
+        q1 = q3 = values[0]
+    return dict(
+        median=statistics.median(values),
+        q1=q1,
+        q3=q3,
+        min=values[0],
+        max=values[-1])
+
+
+# --------------------------------------------------------------------------
+# Models and steps
+# --------------------------------------------------------------------------
+class TensorForward(torch.nn.Module):
+    """``model(x, mode='tensor')`` as a plain module (for torch.compile)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs):
+        return self.model(inputs, mode='tensor')
+
+
+def build_model(config):
+    """Build a config's model (mmpretrain classifier or mmseg segmentor)."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, DefaultScope
+
+    import mmelastic  # noqa: F401  (registers the models)
+    cfg = Config.fromfile(config)
+    model_cfg = cfg.model
+    if model_cfg.get('type') == 'EncoderDecoder':
+        model_cfg.pop('auxiliary_head', None)
+    scope = cfg.get('default_scope', 'mmpretrain')
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(model_cfg)
+    if scope == 'mmseg':
+        from mmengine.model import revert_sync_batchnorm
+        model = revert_sync_batchnorm(model)
+    return model
+
+
+def _logits(output):
+    while isinstance(output, (list, tuple)):
+        output = output[-1]
+    return output
+
+
+class ModelRunner:
+    """One model on one device with its optimizer and fixed random batch.
+
+    A training step is forward (``mode='tensor'``), cross entropy against
+    random labels on the logits (per pixel for segmentors), backward and an
+    SGD step; an inference step is a forward in ``torch.inference_mode``.
+    """
+
+    def __init__(self, name, config, device, batch, size, amp=False,
+                 channels_last=False, compile=False, seed=0):
+        self.name, self.config, self.batch = name, config, batch
+        self.device = torch.device(device)
+        torch.manual_seed(seed)
+        model = build_model(config).to(self.device)
+        self.fmt = torch.channels_last if channels_last else \
+            torch.contiguous_format
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.fn = TensorForward(model)
+        if compile:
+            self.fn = torch.compile(self.fn)
+        self.optimizer = torch.optim.SGD(
+            model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
+        self.amp = amp
+        self.amp_dtype = torch.float16 if self.device.type == 'cuda' \
+            else torch.bfloat16
+        self.scaler = torch.amp.GradScaler('cuda') \
+            if amp and self.device.type == 'cuda' else None
+        self.inputs = torch.randn(batch, 3, size, size, device=self.device)
+        self.inputs = self.inputs.contiguous(memory_format=self.fmt)
+        self.labels = None
+        self.params = sum(p.numel() for p in model.parameters())
+
+    def _autocast(self):
+        return torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=self.amp)
+
+    def sync(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+    def set_mode(self, mode):
+        self.model.train(mode == 'train')
+
+    def infer_step(self):
+        with torch.inference_mode(), self._autocast():
+            return self.fn(self.inputs)
+
+    def train_step(self):
+        with self._autocast():
+            logits = _logits(self.fn(self.inputs)).float()
+            if self.labels is None:
+                shape = (logits.shape[0], ) + tuple(logits.shape[2:])
+                gen = torch.Generator().manual_seed(0)
+                self.labels = torch.randint(
+                    logits.shape[1], shape, generator=gen).to(self.device)
+            loss = F.cross_entropy(logits, self.labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return loss
+
+    def step(self, mode):
+        return self.infer_step() if mode == 'infer' else self.train_step()
+
+    def timed_step(self, mode):
+        """Seconds one step of ``mode`` takes (device synchronized)."""
+        self.sync()
+        start = time.perf_counter()
+        out = self.step(mode)
+        if mode == 'train':
+            out.item()  # the loss; keeps lazy backends honest
+        self.sync()
+        return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------
+# Memory probe (one fresh process per model)
+# --------------------------------------------------------------------------
+def _proc_status_mb(key):
+    """``VmRSS`` / ``VmHWM`` of this process in MB (None off Linux)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(key + ':'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss():
+    """Reset this process's VmHWM to its current RSS (Linux >= 4.0)."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def _ru_maxrss_mb():
+    import resource
+    scale = 1 if sys.platform == 'darwin' else 1024  # bytes vs KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def memory_probe(config, modes=MODES, device='cpu', batch=8, size=224,
+                 amp=False, channels_last=False, compile=False,
+                 threads=None):
+    """Peak memory of one step per mode; run it in a fresh process.
+
+    On CPU, ``peak_mb`` is the process's peak resident set size during the
+    step (``VmHWM`` after resetting it through ``/proc/self/clear_refs``;
+    where that is not possible, ``ru_maxrss`` since process start, an upper
+    bound) and ``delta_mb`` is that peak minus the RSS just before the step
+    (the model and optimizer are already built; the first step also
+    allocates gradients and momentum buffers). On CUDA both come from
+    ``torch.cuda.max_memory_allocated`` (tensors only, no caching overhead).
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    runner = ModelRunner('probe', config, device, batch, size, amp,
+                         channels_last, compile)
+    out = dict(params=runner.params)
+    for mode in modes:
+        runner.set_mode(mode)
+        if runner.device.type == 'cuda':
+            torch.cuda.synchronize()
+            before = torch.cuda.memory_allocated() / 2**20
+            torch.cuda.reset_peak_memory_stats()
+            runner.timed_step(mode)
+            peak = torch.cuda.max_memory_allocated() / 2**20
+            how = 'torch.cuda.max_memory_allocated'
+        else:
+            before = _proc_status_mb('VmRSS')
+            exact = _reset_peak_rss() and before is not None
+            runner.timed_step(mode)
+            if exact:
+                peak = _proc_status_mb('VmHWM')
+                how = 'VmHWM (reset before the step)'
+            else:
+                peak = _ru_maxrss_mb()
+                how = 'ru_maxrss (since process start)'
+                before = before if before is not None else peak
+        out[mode] = dict(
+            peak_mb=peak, delta_mb=max(peak - before, 0.0), how=how)
+    return out
+
+
+_PROBE_CODE = ('import json, sys\n'
+               'from mmelastic.analysis.benchmark import memory_probe\n'
+               'res = memory_probe(**json.loads(sys.argv[1]))\n'
+               'print("MMELASTIC_MEMORY_PROBE " + json.dumps(res))\n')
+
+
+def run_memory_probe(config, timeout=900, **kwargs):
+    """Run :func:`memory_probe` in a fresh Python process; return its dict.
+
+    Raises:
+        BenchmarkError: If the subprocess fails (its output tail is shown).
+    """
+    kwargs = dict(kwargs, config=osp.abspath(config))
+    kwargs['modes'] = list(kwargs.get('modes', MODES))
+    env = dict(os.environ)
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    env['PYTHONPATH'] = os.pathsep.join(
+        [root] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+    proc = subprocess.run(
+        [sys.executable, '-c', _PROBE_CODE,
+         json.dumps(kwargs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith('MMELASTIC_MEMORY_PROBE '):
+            return json.loads(line.split(' ', 1)[1])
+    raise BenchmarkError(
+        f'memory probe of {config} failed (exit code {proc.returncode}):\n'
+        f'{proc.stdout[-3000:]}')
+
+
+# --------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------
+def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
+                  channels_last=False, compile=False, threads=None,
+                  warmup=2, reps=5, modes=MODES, memory=True, log=None):
+    """Time every model, interleaved, and probe its peak memory.
+
+    Args:
+        models (list[tuple[str, str]]): ``(name, config path)`` pairs; the
+            first is the reference of the ratios.
+        modes (sequence[str]): ``'infer'`` and/or ``'train'``.
+        warmup (int): Untimed interleaved rounds per mode.
+        reps (int): Timed interleaved rounds per mode (one step of every
+            model per round).
+        memory (bool): Also run one memory probe subprocess per model.
+        log (callable, optional): Called with one progress line at a time.
+
+    Returns:
+        dict: ``settings``, ``schedule`` (model indices per round),
+        ``models`` (name, config, params, per mode ``times_s`` of every
+        rep, ``throughput`` = batch / time summarized as ``median``,
+        ``q1``, ``q3``, ``min``, ``max`` in images/s, and ``ratio`` =
+        median throughput / the first model's) and, with ``memory``,
+        ``memory`` per model.
+    """
+    log = log or (lambda line: None)
+    if warmup < 0 or reps < 1 or batch < 1 or size < 1:
+        raise BenchmarkError('need --reps >= 1, --warmup >= 0, --batch >= 1 '
+                             'and --size >= 1')
+    modes = [m for m in MODES if m in modes]
+    dev = check_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    settings = dict(
+        device=str(dev), batch=batch, size=size, amp=amp,
+        channels_last=channels_last, compile=compile,
+        threads=torch.get_num_threads(), warmup=warmup, reps=reps,
+        modes=modes, torch=torch.__version__,
+        cuda_device=torch.cuda.get_device_name(dev)
+        if dev.type == 'cuda' else None)
+    runners = []
+    for name, config in models:
+        start = time.perf_counter()
+        runners.append(
+            ModelRunner(name, config, dev, batch, size, amp, channels_last,
+                        compile))
+        log(f'built {name} ({runners[-1].params / 1e6:.2f}M params) in '
+            f'{time.perf_counter() - start:.1f}s')
+
+    names = [r.name for r in runners]
+    results = [
+        dict(name=r.name, config=r.config, params=r.params) for r in runners
+    ]
+    schedule = interleaved_schedule(len(runners), reps)
+    for mode in modes:
+        for r in runners:
+            r.set_mode(mode)
+        for w, order in enumerate(interleaved_schedule(len(runners), warmup)):
+            for i in order:
+                runners[i].timed_step(mode)
+            log(f'[{mode}] warm-up {w + 1}/{warmup}')
+        times = [[] for _ in runners]
+        for rnd, order in enumerate(schedule):
+            for i in order:
+                times[i].append(runners[i].timed_step(mode))
+            log(f'[{mode}] round {rnd + 1}/{reps} (' + ', '.join(
+                f'{names[i]} {batch / times[i][-1]:.1f} img/s'
+                for i in order) + ')')
+        ref = None
+        for i, res in enumerate(results):
+            tput = summarize([batch / t for t in times[i]])
+            ref = ref if ref is not None else tput['median']
+            res[mode] = dict(
+                times_s=times[i], throughput=tput,
+                ratio=tput['median'] / ref)
+    del runners
+    if dev.type == 'cuda':
+        torch.cuda.empty_cache()
+
+    if memory:
+        for res, (name, config) in zip(results, models):
+            start = time.perf_counter()
+            res['memory'] = run_memory_probe(
+                config, modes=modes, device=str(dev), batch=batch, size=size,
+                amp=amp, channels_last=channels_last, compile=compile,
+                threads=settings['threads'])
+            res['memory'].pop('params', None)
+            log(f'memory probe {name}: ' + ', '.join(
+                f'{m} peak {res["memory"][m]["peak_mb"]:.0f} MB'
+                for m in modes) + f' ({time.perf_counter() - start:.0f}s)')
+    return dict(settings=settings, schedule=schedule, models=results)
+
+
+def format_table(result):
+    """A plain-text table of a :func:`run_benchmark` result."""
+    models = result['models']
+    settings = result['settings']
+    ref = models[0]['name']
+    memory = all('memory' in m for m in models)
+    header = ['mode', 'model', 'img/s (median)', 'IQR', 'min-max',
+              f'vs {ref}']
+    if memory:
+        header += ['peak MB', 'step +MB']
+    rows = []
+    for mode in settings['modes']:
+        for m in models:
+            t = m[mode]['throughput']
+            row = [
+                mode, m['name'], f"{t['median']:.2f}",
+                f"{t['q1']:.2f}-{t['q3']:.2f}",
+                f"{t['min']:.2f}-{t['max']:.2f}", f"{m[mode]['ratio']:.3f}x"
+            ]
+            if memory:
+                row += [
+                    f"{m['memory'][mode]['peak_mb']:.0f}",
+                    f"{m['memory'][mode]['delta_mb']:.0f}"
+                ]
+            rows.append(row)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = [
+        '  '.join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip()
+        for line in [header] + rows
+    ]
+    mem_note = ''
+    if memory:
+        how = models[0]['memory'][settings['modes'][0]]['how']
+        mem_note = (f'; memory: one step in a fresh process per model, '
+                    f'{how}; peak = whole process, step +MB = peak minus '
+                    'memory just before the step')
+    notes = (
+        f"device {settings['device']}"
+        + (f" ({settings['cuda_device']})" if settings['cuda_device'] else '')
+        + f", batch {settings['batch']}, {settings['size']}x"
+        f"{settings['size']}, {settings['threads']} threads, amp "
+        f"{settings['amp']}, channels_last {settings['channels_last']}, "
+        f"compile {settings['compile']}, torch {settings['torch']}; "
+        f"median of {settings['reps']} interleaved (ABBA) reps after "
+        f"{settings['warmup']} warm-up rounds; IQR = quartiles q1-q3; "
+        f"ratio = median img/s / {ref}'s" + mem_note)
+    return '\n'.join(lines + ['', notes])
+
+
+def finite_json(obj):
+    """``obj`` with NaN/inf replaced by None (strict JSON)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj

@@ -1,0 +1,58 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""What every mmelastic backbone shares: arch lookup, the ``norm_eval``
+train mode, and listing its elastic blocks."""
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def resolve_arch(owner, arch_settings, arch, required, hint=''):
+    """Look up ``arch`` in ``arch_settings`` or accept a custom dict.
+
+    Args:
+        owner (str): The backbone's name, for the error messages.
+        arch_settings (dict): Named settings.
+        arch (str | dict): A name, or a custom setting.
+        required (str): The key a custom dict must have.
+        hint (str): What ``required`` holds, for the error message.
+
+    Returns:
+        dict: A copy of the setting.
+    """
+    if isinstance(arch, str):
+        if arch not in arch_settings:
+            raise KeyError(f'unknown {owner} arch {arch!r}; choose one of '
+                           f'{sorted(arch_settings)} or pass a dict with '
+                           f'{required!r}')
+        return dict(arch_settings[arch])
+    if isinstance(arch, dict):
+        if required not in arch:
+            raise KeyError(f'a custom {owner} arch dict needs {required!r}'
+                           + (f' ({hint})' if hint else ''))
+        return dict(arch)
+    raise TypeError(f'arch must be a str or dict, got {type(arch)}')
+
+
+class ElasticBackboneMixin:
+    """``train()`` honouring ``frozen_stages`` and ``norm_eval``, and
+    :meth:`elastic_blocks`, for backbones built on ``BaseBackbone``.
+
+    The backbone defines ``_freeze_stages()`` and ``norm_eval``.
+    """
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                # Only batch norm keeps running statistics to freeze.
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def elastic_blocks(self):
+        """list[str]: Names of the blocks (or dense layers) whose low branch
+        is resampled."""
+        return [
+            name for name, m in self.named_modules()
+            if hasattr(m, 'scale_policy_modules') and getattr(
+                m, 'elastic', False)
+        ]

@@ -1,0 +1,167 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""tools/analysis/benchmark.py and mmelastic.analysis.benchmark: the ABBA
+schedule, model resolution, clear errors and one tiny end-to-end run (two
+CPU-sized classifiers derived from tests/data/configs/tiny_cls.py)."""
+import importlib.util
+import json
+import os.path as osp
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmelastic.analysis import benchmark as bm
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TOOL = REPO_ROOT / 'tools' / 'analysis' / 'benchmark.py'
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location('mmelastic_tool_benchmark',
+                                                  TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_tiny_configs(folder):
+    base = REPO_ROOT / 'tests' / 'data' / 'configs' / 'tiny_cls.py'
+    folder = Path(folder)
+    plain = folder / 'tiny_plain.py'
+    elastic = folder / 'tiny_elastic.py'
+    plain.write_text(f"_base_ = ['{base}']\n"
+                     "model = dict(backbone=dict(arch='resnext50'))\n")
+    elastic.write_text(f"_base_ = ['{base}']\n")
+    return [str(plain), str(elastic)]
+
+
+def test_interleaved_schedule_alternates():
+    assert bm.interleaved_schedule(2, 4) == [[0, 1], [1, 0], [0, 1], [1, 0]]
+    sched = bm.interleaved_schedule(3, 5)
+    assert len(sched) == 5
+    for r, order in enumerate(sched):
+        assert order == ([0, 1, 2] if r % 2 == 0 else [2, 1, 0])
+    assert bm.interleaved_schedule(1, 3) == [[0], [0], [0]]
+    assert bm.interleaved_schedule(2, 0) == []
+
+
+def test_summarize():
+    s = bm.summarize([4.0, 1.0, 3.0, 2.0, 5.0])
+    assert s == dict(median=3.0, q1=2.0, q3=4.0, min=1.0, max=5.0)
+    assert bm.summarize([7.0]) == dict(
+        median=7.0, q1=7.0, q3=7.0, min=7.0, max=7.0)
+
+
+def test_resolve_models(tmp_path):
+    models = bm.resolve_models(names=['resnext50', 'resnext50_elastic'])
+    assert [n for n, _ in models] == ['resnext50', 'resnext50_elastic']
+    for name, path in models:
+        assert osp.isfile(path) and path.endswith(f'imagenet/{name}.py')
+    assert 'dla60x_elastic' in bm.available_models()
+    with pytest.raises(bm.BenchmarkError, match="unknown model 'nope'.*"
+                       'resnext50_elastic'):
+        bm.resolve_models(names=['resnext50', 'nope'])
+    with pytest.raises(bm.BenchmarkError, match='does not exist'):
+        bm.resolve_models(configs=[str(tmp_path / 'missing.py')])
+    with pytest.raises(bm.BenchmarkError, match='--models'):
+        bm.resolve_models()
+
+
+def test_unknown_model_is_a_clear_cli_error(capsys):
+    tool = load_tool()
+    with pytest.raises(SystemExit) as exc:
+        tool.main(['--models', 'resnext50', 'resnext5O'])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'resnext5O'" in err
+    assert 'resnext50_elastic' in err  # lists the known names
+
+
+def test_cuda_without_cuda_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(bm.BenchmarkError, match='CUDA is not available'):
+        bm.check_device('cuda')
+    with pytest.raises(bm.BenchmarkError, match='cpu or cuda'):
+        bm.check_device('tpu')
+    configs = write_tiny_configs(tmp_path)
+    tool = load_tool()
+    assert tool.main(configs + ['--device', 'cuda', '--no-memory']) == 2
+    err = capsys.readouterr().err
+    assert 'CUDA is not available' in err and 'use --device cpu' in err
+    assert 'M params' not in err  # failed before building anything
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory, run_cmd):
+    """One CLI run of two tiny models, with memory probes and --json."""
+    tmp = tmp_path_factory.mktemp('bench')
+    configs = write_tiny_configs(tmp)
+    out = tmp / 'bench.json'
+    proc = run_cmd([
+        'python', TOOL, *configs, '--size', '64', '--batch', '2', '--reps',
+        '3', '--warmup', '1', '--mode', 'both', '--threads', '1', '--json',
+        out
+    ], timeout=300)
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_tiny_run_json_schema(tiny_run):
+    _, result = tiny_run
+    s = result['settings']
+    assert (s['device'], s['batch'], s['size'], s['reps'], s['warmup'],
+            s['threads'], s['modes']) == ('cpu', 2, 64, 3, 1, 1,
+                                          ['infer', 'train'])
+    assert result['schedule'] == [[0, 1], [1, 0], [0, 1]]
+    assert [m['name'] for m in result['models']] == [
+        'tiny_plain', 'tiny_elastic'
+    ]
+    for m in result['models']:
+        assert m['params'] > 0
+        for mode in ('infer', 'train'):
+            r = m[mode]
+            assert len(r['times_s']) == 3 and all(t > 0 for t in r['times_s'])
+            t = r['throughput']
+            # The summary is of batch / time of the recorded reps.
+            assert t == pytest.approx(bm.summarize([2 / x
+                                                    for x in r['times_s']]))
+            assert t['min'] <= t['q1'] <= t['median'] <= t['q3'] <= t['max']
+            mem = m['memory'][mode]
+            assert mem['peak_mb'] > 0 and 0 <= mem['delta_mb'] <= \
+                mem['peak_mb']
+
+
+def test_tiny_run_ratios_are_from_the_same_numbers(tiny_run):
+    _, result = tiny_run
+    for mode in ('infer', 'train'):
+        ref = result['models'][0][mode]['throughput']['median']
+        for m in result['models']:
+            assert m[mode]['ratio'] == pytest.approx(
+                m[mode]['throughput']['median'] / ref, rel=1e-12)
+        assert result['models'][0][mode]['ratio'] == 1.0
+
+
+def test_tiny_run_table_and_progress(tiny_run):
+    stdout, result = tiny_run
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines)
+                  if line.startswith('mode'))
+    assert lines[header].split() == [
+        'mode', 'model', 'img/s', '(median)', 'IQR', 'min-max', 'vs',
+        'tiny_plain', 'peak', 'MB', 'step', '+MB'
+    ]
+    rows = [line.split() for line in lines[header + 1:header + 5]]
+    for row, (mode, m) in zip(rows, [(mode, m)
+                                     for mode in ('infer', 'train')
+                                     for m in result['models']]):
+        t = m[mode]['throughput']
+        assert row[:3] == [mode, m['name'], f"{t['median']:.2f}"]
+        assert row[5] == f"{m[mode]['ratio']:.3f}x"
+        assert row[6] == f"{m['memory'][mode]['peak_mb']:.0f}"
+    assert 'interleaved (ABBA)' in stdout
+    # One progress line per round; the order alternates.
+    rounds = re.findall(r'\[train\] round \d/3 \((\w+) [\d.]+ img/s, (\w+)',
+                        stdout)
+    assert rounds == [('tiny_plain', 'tiny_elastic'),
+                      ('tiny_elastic', 'tiny_plain'),
+                      ('tiny_plain', 'tiny_elastic')]

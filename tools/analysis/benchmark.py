@@ -1,0 +1,111 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""Inference / training throughput and peak memory of models, interleaved.
+
+Examples:
+    python tools/analysis/benchmark.py --models resnext50 resnext50_elastic
+    python tools/analysis/benchmark.py configs/imagenet/dla60x.py \
+        configs/imagenet/dla60x_elastic.py --mode infer --reps 10
+    python tools/analysis/benchmark.py --models resnext50 resnext50_elastic \
+        --device cuda --batch 64 --amp --channels-last --json bench.json
+
+Every model is timed in this one process, in ABBA rounds (the given order,
+then reversed, ...; one step of every model per round) after warm-up
+rounds, so the ratios to the first model hold on a busy machine. A
+training step is forward (``mode='tensor'``) + cross entropy on the logits
+against random labels + backward + SGD step; throughput is batch / step
+time, in images/s (median, quartiles and range over the reps). Peak memory
+is one step per mode in a fresh subprocess per model (skip: --no-memory).
+"""
+import argparse
+import json
+import logging
+import sys
+import warnings
+
+from mmelastic.analysis.benchmark import (BenchmarkError, finite_json,
+                                          format_table, resolve_models,
+                                          run_benchmark)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='\n'.join(__doc__.split('\n')[1:]))
+    parser.add_argument('configs', nargs='*', help='config files')
+    parser.add_argument(
+        '--models', nargs='+', default=[], metavar='NAME',
+        help='config stems under configs/imagenet (e.g. resnext50 '
+        'resnext50_elastic); after any CONFIG files')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
+    parser.add_argument('--batch', type=int, default=8, help='default: 8')
+    parser.add_argument(
+        '--size', type=int, default=224, help='square input size; 224')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='autocast (float16 on CUDA with a GradScaler, bfloat16 on CPU)')
+    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument(
+        '--compile', action='store_true', help='torch.compile the models')
+    parser.add_argument(
+        '--threads', type=int, help='torch.set_num_threads (default: '
+        "torch's)")
+    parser.add_argument(
+        '--warmup', type=int, default=2, help='warm-up rounds; default: 2')
+    parser.add_argument(
+        '--reps', type=int, default=5, help='timed rounds; default: 5')
+    parser.add_argument(
+        '--mode', choices=['infer', 'train', 'both'], default='both')
+    parser.add_argument(
+        '--no-memory', action='store_true',
+        help='skip the peak-memory subprocesses')
+    parser.add_argument('--json', metavar='FILE', help='also write JSON')
+    parser.add_argument(
+        '--quiet', action='store_true', help='no progress lines')
+    args = parser.parse_args(argv)
+    try:
+        args.model_list = resolve_models(args.configs, args.models)
+    except BenchmarkError as e:
+        parser.error(str(e))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
+    warnings.filterwarnings('ignore')
+
+    def log(line):
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    modes = ('infer', 'train') if args.mode == 'both' else (args.mode, )
+    try:
+        result = run_benchmark(
+            args.model_list,
+            device=args.device,
+            batch=args.batch,
+            size=args.size,
+            amp=args.amp,
+            channels_last=args.channels_last,
+            compile=args.compile,
+            threads=args.threads,
+            warmup=args.warmup,
+            reps=args.reps,
+            modes=modes,
+            memory=not args.no_memory,
+            log=log)
+    except BenchmarkError as e:
+        print(f'benchmark.py: error: {e}', file=sys.stderr)
+        return 2
+    print(format_table(result))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(finite_json(result), f, indent=2)
+        log(f'wrote {args.json}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
