@@ -27,7 +27,7 @@ def test_demo_smoke(tmp_path):
     assert abs(elastic['flops'] / base['flops'] - 1) < 0.05
     assert abs(elastic['params'] / base['params'] - 1) < 0.05
     for model in (base, elastic):
-        for key in ('CF1', 'OF1', 'L+M+S/OF1', 'recall_small'):
+        for key in ('mAP', 'CF1', 'OF1', 'L+M+S/OF1', 'recall_small'):
             assert key in model['metrics']
     image = Image.open(work / 'demo_results.png')
     assert image.size[0] > 100 and len(set(image.getdata())) > 10

@@ -47,11 +47,20 @@ val_dataloader = dict(
     persistent_workers=True,
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# Threshold-free mAP too: early in training few scores pass 0.5, so F1
+# alone can hide what a model has learned.
+val_evaluator = [
+    dict(type='ElasticMultiLabelMetric'),
+    dict(type='ScaleStratifiedMultiLabelMetric'),
+    dict(type='AveragePrecision'),
+]
+test_evaluator = val_evaluator
 
 # From scratch: a common short recipe, the same for both models.
 max_epochs = 8
 optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4))
+    optimizer=dict(
+        _delete_=True, type='AdamW', lr=2e-3, weight_decay=0.05))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
