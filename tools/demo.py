@@ -318,7 +318,7 @@ def plot(rows, seeds, path):
     ax.set_ylabel('overall F1 (OF1, %)')
     ax.set_title(f'mmelastic demo: multi-label COCO-format demo set, '
                  f'{len(seeds)} seed(s)')
-    ax.legend(loc='lower right', fontsize=8)
+    ax.legend(loc='best', fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
