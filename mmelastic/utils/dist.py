@@ -8,7 +8,10 @@ mmengine 0.10.7 assumes a GPU per process in distributed runs:
   driver on your system`` on a CPU machine, whatever the backend;
 * ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to
   ``DistributedDataParallel``, which rejects device ids for a CPU module;
-* the OpenMMLab runtimes default to the ``nccl`` backend, which needs CUDA.
+* the OpenMMLab runtimes default to the ``nccl`` backend, which needs CUDA;
+* ``SyncBatchNorm`` refuses CPU tensors ("SyncBatchNorm expected input tensor
+  to be on GPU"), and the Runner reverts it to BN only in non-distributed
+  runs.
 
 :func:`setup_cpu_distributed` fixes all three in the config before the
 Runner is built. It changes nothing where CUDA is available.
@@ -28,7 +31,8 @@ def setup_cpu_distributed(cfg, launcher):
     (torchrun), initialises the process group itself from the ``RANK``,
     ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` environment (the
     Runner then skips its own, CUDA-only, initialisation); and makes the
-    model wrapper a ``MMDistributedDataParallel`` without ``device_ids``.
+    model wrapper a ``MMDistributedDataParallel`` without ``device_ids``; and
+    turns SyncBN norm configs of the model into BN.
 
     Args:
         cfg (mmengine.Config): The config; changed in place.
@@ -74,4 +78,22 @@ def setup_cpu_distributed(cfg, launcher):
         wrapper.setdefault('find_unused_parameters',
                            cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper
+    if _sync_bn_to_bn(cfg.model):
+        print('[mmelastic] no CUDA: SyncBN layers run as per-process BN in '
+              'this distributed CPU run')
     return True
+
+
+def _sync_bn_to_bn(node):
+    """Replace every ``type='SyncBN'`` norm config under ``node`` by BN."""
+    changed = False
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            changed = True
+        for value in node.values():
+            changed |= _sync_bn_to_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            changed |= _sync_bn_to_bn(value)
+    return changed
