@@ -14,6 +14,8 @@ STAGES = {
     'resnext50': (3, 4, 6, 3),
     'resnext50_elastic': (6, 8, 5, 3),
     'se_resnext50_elastic': (6, 8, 5, 3),
+    'resnext101': (3, 4, 23, 3),
+    'resnext101_elastic': (12, 14, 20, 3),
 }
 
 
@@ -362,3 +364,59 @@ def test_resnext_v1d_by_configuration():
     with torch.no_grad():
         assert torch.allclose(
             model(x, mode='tensor'), source(x, mode='tensor'), atol=1e-4)
+
+
+def test_converted_checkpoint_loads_through_init_cfg_pretrained(tmp_path):
+    """What the COCO/VOC configs do: init_cfg=Pretrained with prefix
+    'backbone.' on a converted ImageNet checkpoint."""
+    from mmelastic.converters import convert_checkpoint
+    from mmelastic.converters.official import build_target_model
+    official = official_state_dict('resnext50_elastic')
+    src = save_official(tmp_path, 'resnext50_elastic.pth.tar', official,
+                        arch='resnext50_elastic')
+    dst = tmp_path / 'in1k.pth'
+    convert_checkpoint(src, str(dst))
+    from mmengine.config import Config
+    cfg = Config.fromfile('configs/coco/resnext50_elastic.py')
+    backbone_cfg = cfg.model.backbone
+    backbone_cfg.init_cfg.checkpoint = str(dst)
+    from mmengine.registry import MODELS, DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        backbone = MODELS.build(backbone_cfg)
+    backbone.init_weights()
+    converted = torch.load(dst, weights_only=True)['state_dict']
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, converted['backbone.' + key]), key
+    # The COCO head is not in the ImageNet checkpoint: build_target_model
+    # gives the same backbone keys.
+    assert set(backbone.state_dict()) == {
+        k[len('backbone.'):]
+        for k in build_target_model(
+            'configs/coco/resnext50_elastic.py').state_dict()
+        if k.startswith('backbone.')
+    }
+
+
+def test_converted_checkpoint_runs_in_tools_test(tmp_path, run_cmd):
+    """tools/test.py evaluates a converted ImageNet checkpoint with its
+    config (here on the 96 px demo classification images)."""
+    import sys
+    sys.path.insert(0, 'tools/data')
+    import make_demo_data
+    from mmelastic.converters import convert_checkpoint
+    make_demo_data.build(out=str(tmp_path / 'demo'), num_train=2, num_val=1)
+    src = save_official(tmp_path, 'resnext50.pth.tar',
+                        official_state_dict('resnext50'), arch='resnext50')
+    dst = tmp_path / 'resnext50_in1k.pth'
+    convert_checkpoint(src, str(dst))
+    data = tmp_path / 'demo' / 'cls'
+    out = run_cmd([
+        'python', 'tools/test.py', 'configs/imagenet/resnext50.py', dst,
+        '--work-dir', tmp_path / 'test', '--cfg-options',
+        f'test_dataloader.dataset.data_root={data}',
+        'test_dataloader.dataset.ann_file=meta/val.txt',
+        'test_dataloader.dataset.data_prefix=val',
+        'test_dataloader.batch_size=4', 'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False'
+    ]).stdout
+    assert 'accuracy/top1' in out
