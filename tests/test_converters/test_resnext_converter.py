@@ -95,7 +95,7 @@ def official_block(sd, p, x, elastic, stride, se, dilation=1):
     return F.relu(out + residual)
 
 
-def official_forward(sd, x, arch, seg=False):
+def official_forward(sd, x, arch, seg=False, features=False):
     """Official ResNeXt classifier, or with ``seg`` the DeepLabV3 OS16 model
     (layer4: stride 1, dilations 2 x (1, 2, 4); ASPP) up to its logits at
     the head's resolution."""
@@ -115,6 +115,8 @@ def official_forward(sd, x, arch, seg=False):
                                dilation)
     if seg:
         return official_aspp(sd, x)
+    if features:
+        return x
     return F.linear(x.mean((2, 3)), sd['fc.weight'], sd['fc.bias'])
 
 
@@ -166,7 +168,12 @@ def test_official_resnext_logits(arch, size):
     with torch.no_grad():
         ours = model(x, mode='tensor')
         ref = official_forward(plain, x, arch)
+        # Logits average a lot away; the last feature map does not (a
+        # swapped pair of branch weights moves logits by only ~4e-5).
+        feats = model.backbone(x)[-1]
+        ref_feats = official_forward(plain, x, arch, features=True)
     assert torch.allclose(ours, ref, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(feats, ref_feats, atol=1e-4, rtol=1e-4)
 
 
 def test_unknown_official_keys_are_reported():
