@@ -25,12 +25,11 @@ def test_config_families_present():
 def test_config_builds(config):
     cfg = Config.fromfile(osp.join(ROOT, config))
     family = osp.basename(osp.dirname(config))
-    expected_scope = 'mmseg' if family == 'voc' else 'mmpretrain'
-    assert cfg.default_scope == expected_scope
+    segmentation = family == 'voc' or config.endswith('_voc.py')
+    assert cfg.default_scope == ('mmseg' if segmentation else 'mmpretrain')
     model = build_target_model(config)
     name = type(model).__name__
-    assert name == ('EncoderDecoder' if family == 'voc' else
-                    'ImageClassifier')
+    assert name == ('EncoderDecoder' if segmentation else 'ImageClassifier')
     if family in ('imagenet', 'coco'):
         classes = {'imagenet': 1000, 'coco': 80}[family]
         assert model.head.num_classes == classes
