@@ -3,7 +3,9 @@
 official models compute (independent forwards written from the
 specification in docs/dla_densenet.md and research notes)."""
 import math
+import os.path as osp
 import re
+import sys
 
 import pytest
 import torch
@@ -19,6 +21,10 @@ from mmelastic.converters import (convert_official_densenet,
                                   convert_official_dla_seg,
                                   dead_projection_keys, official_densenet_arch,
                                   official_dla_arch)
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _official_state import bn, randomize  # noqa: E402
+
 
 # Official models (issue spec): parameters, 1000-class classifier included.
 OFFICIAL_PARAMS = {
@@ -40,29 +46,6 @@ CHANNELS = (16, 32, 128, 256, 512, 1024)
 DENSENET_FEATURES = {'densenet201': 1920, 'densenet201_elastic': 1808}
 
 
-def randomize(state_dict, seed=0):
-    """Random values with non-trivial BN statistics."""
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for k, v in state_dict.items():
-        if k.endswith('num_batches_tracked'):
-            out[k] = torch.tensor(7)
-        elif k.endswith('running_var'):
-            out[k] = torch.rand(v.shape, generator=gen) + 0.5
-        elif k.endswith('running_mean'):
-            out[k] = torch.randn(v.shape, generator=gen) * 0.1
-        elif v.dim() == 1 and k.endswith('weight'):  # norm scale
-            # Small scales keep the residual stream, and so the logits,
-            # O(1): tolerances then mean what they say.
-            out[k] = torch.rand(v.shape, generator=gen) * 0.2 + 0.1
-        elif v.dim() == 1:  # norm shift, conv/fc bias
-            out[k] = torch.randn(v.shape, generator=gen) * 0.1
-        else:
-            fan_in = v[0].numel()
-            out[k] = torch.randn(v.shape, generator=gen) * (2 / fan_in)**0.5
-    return out
-
-
 def num_params(state_dict):
     return sum(v.numel() for k, v in state_dict.items()
                if not k.endswith(('running_mean', 'running_var',
@@ -77,12 +60,6 @@ def classifier(backbone, in_channels, num_classes=1000):
             type='LinearClsHead',
             num_classes=num_classes,
             in_channels=in_channels)).eval()
-
-
-def bn(sd, name, x):
-    return F.batch_norm(x, sd[f'{name}.running_mean'],
-                        sd[f'{name}.running_var'], sd[f'{name}.weight'],
-                        sd[f'{name}.bias'], False, 0., 1e-5)
 
 
 def bn_params(prefix, channels):

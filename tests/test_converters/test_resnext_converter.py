@@ -1,5 +1,8 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
 """Converted ResNeXt weights compute what their source computes."""
+import os.path as osp
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +12,10 @@ from mmpretrain.models import ImageClassifier
 import mmelastic  # noqa: F401
 from mmelastic.converters import (convert_official_resnext,
                                   convert_single_branch_resnext)
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _official_state import bn, randomize  # noqa: E402
+
 
 STAGES = {
     'resnext50': (3, 4, 6, 3),
@@ -29,36 +36,7 @@ def classifier(arch, num_classes=1000):
     return model.eval()
 
 
-def randomize(state_dict, seed=0):
-    """Random values with non-trivial BN statistics."""
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for k, v in state_dict.items():
-        if k.endswith('num_batches_tracked'):
-            out[k] = torch.tensor(7)
-        elif k.endswith('running_var'):
-            out[k] = torch.rand(v.shape, generator=gen) + 0.5
-        elif k.endswith('running_mean'):
-            out[k] = torch.randn(v.shape, generator=gen) * 0.1
-        elif v.dim() == 1 and k.endswith('weight'):  # norm scale
-            # Small scales keep the residual stream, and so the logits,
-            # O(1): tolerances then mean what they say.
-            out[k] = torch.rand(v.shape, generator=gen) * 0.2 + 0.1
-        elif v.dim() == 1:  # norm shift, conv/fc bias
-            out[k] = torch.randn(v.shape, generator=gen) * 0.1
-        else:
-            fan_in = v[0].numel()
-            out[k] = torch.randn(v.shape, generator=gen) * (2 / fan_in)**0.5
-    return out
-
-
 # --- an independent forward of the official model, from its specification ---
-
-
-def bn(sd, name, x):
-    return F.batch_norm(x, sd[f'{name}.running_mean'],
-                        sd[f'{name}.running_var'], sd[f'{name}.weight'],
-                        sd[f'{name}.bias'], False, 0., 1e-5)
 
 
 def official_block(sd, p, x, elastic, stride, se, dilation=1):
