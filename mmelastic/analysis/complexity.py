@@ -21,7 +21,9 @@ def model_complexity(model, shape=(224, 224)):
 
     The counter counts one multiply-add as one FLOP (the convention of the
     ELASTIC paper's tables); it counts bilinear upsampling (4 per output
-    element) and batch norm, not pooling, additions or ReLUs.
+    element) and batch norm, not pooling, additions or ReLUs. It runs the
+    straightforward path (:func:`mmelastic.models.utils.fast_path`), i.e.
+    counts the model as the paper defines it.
 
     Args:
         model (nn.Module): An mmpretrain classifier or mmseg segmentor.
@@ -31,9 +33,13 @@ def model_complexity(model, shape=(224, 224)):
         dict: ``params`` (int, all parameters including the head) and
         ``flops`` (int, batch size 1).
     """
+    from mmelastic.models.utils import fast_path
     model.eval()
     params = sum(p.numel() for p in model.parameters())
-    with torch.no_grad():
+    # Count the straightforward path: the fast path computes the same
+    # function with kernels the counter sees differently (pooling and
+    # upsampling written as convolutions, a commuted conv3 at full size).
+    with torch.no_grad(), fast_path(False):
         info = get_model_complexity_info(
             _TensorForward(model),
             input_shape=(3, *shape),

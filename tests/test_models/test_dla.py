@@ -1,18 +1,22 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
 import math
 import os.path as osp
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmelastic.analysis.complexity import model_complexity
 from mmelastic.models import ElasticBottleneck, ElasticDLA
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _model_helpers import randomize_bn  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # The official models (allenai/elastic models/dla.py), measured with
@@ -57,23 +61,8 @@ def num_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-class _Logits(torch.nn.Module):
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x, mode='tensor')
-
-
 def flops(model, size=224):
-    model.eval()
-    return get_model_complexity_info(
-        _Logits(model),
-        input_shape=(3, size, size),
-        show_table=False,
-        show_arch=False)['flops']
+    return model_complexity(model, (size, size))['flops']
 
 
 # Full depth at reduced width: every level keeps its channel change (so its
@@ -85,17 +74,6 @@ def tiny(**kwargs):
     kwargs.setdefault('channels', TINY_CHANNELS)
     kwargs.setdefault('cardinality', 4)
     return ElasticDLA(**kwargs)
-
-
-def randomize_bn(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            n = m.num_features
-            m.weight.data = torch.rand(n, generator=gen) * 0.5 + 0.25
-            m.bias.data = torch.randn(n, generator=gen) * 0.1
-            m.running_mean = torch.randn(n, generator=gen) * 0.1
-            m.running_var = torch.rand(n, generator=gen) + 0.5
 
 
 # --- size -------------------------------------------------------------------

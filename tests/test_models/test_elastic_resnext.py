@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.analysis import get_model_complexity_info
 from mmpretrain.models import ImageClassifier
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmelastic.analysis.complexity import model_complexity
 from mmelastic.models import (ElasticBottleneck, ElasticResNeXt, Resample2x,
                               split_channels)
 
@@ -36,21 +36,8 @@ def num_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-class _Logits(torch.nn.Module):
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x, mode='tensor')
-
-
 def flops(model, size=224):
-    model.eval()
-    return get_model_complexity_info(
-        _Logits(model), input_shape=(3, size, size), show_table=False,
-        show_arch=False)['flops']
+    return model_complexity(model, (size, size))['flops']
 
 
 def tiny(**kwargs):

@@ -17,12 +17,15 @@ and the architecture allows it; a non-elastic block keeps both branches at
 full resolution, which is exactly one ResNeXt block of the summed width: the
 two branches are a channel split of its grouped convolutions.
 """
+import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmpretrain.models.utils import SELayer
 
+from .fast_ops import (can_fuse_branches, can_merge_branches,
+                        fast_path_enabled, fused_branches, merged_branches)
 from .resample import Resample2x, split_channels
 
 
@@ -80,14 +83,16 @@ class BottleneckBranch(BaseModule):
         self.conv3 = build_conv_layer(
             conv_cfg, mid_channels, out_channels, 1, bias=False)
 
-    def forward(self, x):
-        size = x.shape[-2:]
+    def transform(self, x):
+        """``down`` → 1x1 → norm → ReLU → 3x3 → norm → ReLU (``act2``)."""
         out = x if self.resample is None else self.resample.down(x)
         out = self.act1(self.norm1(self.conv1(out)))
-        out = self.act2(self.norm2(self.conv2(out)))
-        out = self.conv3(out)
+        return self.act2(self.norm2(self.conv2(out)))
+
+    def forward(self, x):
+        out = self.conv3(self.transform(x))
         if self.resample is not None:
-            out = self.resample.up(out, size)
+            out = self.resample.up(out, x.shape[-2:])
         return out
 
 
@@ -213,9 +218,21 @@ class ElasticBottleneck(BaseModule):
         """
 
         def _inner_forward(x):
-            out = self.high(x)
-            if self.low is not None:
-                out = out + self.low(x)
+            # In place where autograd allows (no op here saves its output),
+            # on the fast path: fresh feature-map allocations are costly.
+            inplace = fast_path_enabled()
+            # Checked per call: modules may be swapped after construction
+            # (e.g. BN -> SyncBN), and the best kernel depends on the input.
+            if inplace and can_merge_branches(self.high, self.low):
+                out = merged_branches(self.high, self.low, x)
+            elif inplace and can_fuse_branches(self.high, self.low) and \
+                    not x.is_contiguous(memory_format=torch.channels_last):
+                out = fused_branches(self.high, self.low, x)
+            else:
+                out = self.high(x)
+                if self.low is not None:
+                    low = self.low(x)
+                    out = out.add_(low) if inplace else out + low
             out = self.norm3(out)
             if self.se is not None:
                 out = self.se(out)
@@ -223,7 +240,7 @@ class ElasticBottleneck(BaseModule):
             if shortcut is None:
                 shortcut = x if self.downsample is None else \
                     self.downsample(x)
-            return out + shortcut
+            return out.add_(shortcut) if inplace else out + shortcut
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)

@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import fast_ops as fp
+
 RESAMPLE_MODES = ('bilinear', 'nearest', 'trained', 'trained_dilated',
                   'trained_dilated_ap')
 
@@ -129,6 +131,8 @@ class Resample2x(nn.Module):
     def down(self, x):
         """Resample the branch input (half resolution unless dilated)."""
         if self.mode in ('bilinear', 'nearest'):
+            if fp.fast_path_enabled():
+                return fp.avg_pool_2x(pad_to_even(x))
             return F.avg_pool2d(pad_to_even(x), 2, 2)
         if self.mode == 'trained':
             return self.down_conv(pad_to_even(x))
@@ -139,7 +143,11 @@ class Resample2x(nn.Module):
 
     def up(self, x, size):
         """Resample the branch output back to the spatial ``size``."""
-        if self.mode == 'bilinear':
+        if self.mode in ('bilinear', 'nearest') and fp.fast_path_enabled():
+            up = fp.bilinear_up_2x if self.mode == 'bilinear' else \
+                fp.nearest_up_2x
+            x = up(x)
+        elif self.mode == 'bilinear':
             x = F.interpolate(
                 x, scale_factor=2, mode='bilinear', align_corners=False)
         elif self.mode == 'nearest':

@@ -1,0 +1,253 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""The fast path of the Elastic blocks: every speed-only rewrite, in one place.
+
+ELASTIC's promise is "no extra computation", but on a CPU in PyTorch's
+default (NCHW) memory format the straightforward block loses much of it to
+kernels that are slow there, not to arithmetic. Everything in this module
+computes what the straightforward path computes -- within 1e-5 in float32
+for the same weights, checked by ``tests/test_models/test_fast_path.py`` --
+only faster. The straightforward path stays the readable definition
+(:meth:`Resample2x.down` / :meth:`Resample2x.up` and
+:meth:`BottleneckBranch.forward`); switch this module off with
+:func:`fast_path` to run it:
+
+.. code-block:: python
+
+    from mmelastic.models.utils import fast_path
+    with fast_path(False):
+        reference = model(inputs)
+
+What is here and why (``tools/analysis/benchmark.py`` measures it):
+
+* :func:`avg_pool_2x` -- ATen's NCHW ``avg_pool2d`` is ~4x slower on a CPU
+  than the same 2x2/2 average written as a depthwise convolution with weights
+  1/4 (oneDNN), which gives bit-identical results. Channels-last tensors
+  keep ``avg_pool2d`` (its channels-last kernel is the fast one).
+* :func:`bilinear_up_2x` -- ATen's NCHW bilinear upsampling is ~10x slower
+  on a CPU than its channels-last kernel. A bilinear x2 with
+  ``align_corners=False`` is a depthwise transposed convolution with the
+  4x4 kernel ``k k^T``, ``k = (1/4, 3/4, 3/4, 1/4)``, once the input is
+  replicate-padded by one pixel (which reproduces the border clamping);
+  the result differs from ``F.interpolate`` only by float rounding.
+* :func:`nearest_up_2x` -- likewise a depthwise transposed convolution with
+  a 2x2 kernel of ones (exact).
+* :func:`fused_branches` -- in an elastic block on NCHW input, the low
+  branch's upsampling is moved before its (linear, bias-free) 1x1 conv3, so
+  it runs on 4x fewer channels, and both conv3 become one conv.
+* :func:`merged_branches` -- a non-elastic block runs its two branches as
+  the one grouped bottleneck they are.
+* In-place residual sums (in :class:`ElasticBottleneck`).
+
+``torch.compile`` always traces the straightforward path (see
+:func:`fast_path_enabled`).
+"""
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+_state = dict(enabled=True)
+
+
+def fast_path_enabled():
+    """bool: Whether the Elastic blocks use the fast path (default True).
+
+    Always False while ``torch.compile`` traces a model: Inductor generates
+    its own fused kernels for the straightforward ops, and these eager-mode
+    substitutions only get in its way (with torch 2.14 its backward of the
+    replicate pad also fails on 2x2 maps).
+    """
+    return _state['enabled'] and not torch.compiler.is_compiling()
+
+
+@contextmanager
+def fast_path(enabled=True):
+    """Turn the fast path on or off inside a ``with`` block.
+
+    Args:
+        enabled (bool): False runs the straightforward path (the readable
+            reference the fast path is tested against).
+    """
+    previous = _state['enabled']
+    _state['enabled'] = bool(enabled)
+    try:
+        yield
+    finally:
+        _state['enabled'] = previous
+
+
+def _is_channels_last(x):
+    # A (N, C, 1, 1) tensor is both; count it as NCHW.
+    return x.dim() == 4 and not x.is_contiguous() and \
+        x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _depthwise_kernel(taps, channels, like):
+    """The separable 2D kernel ``taps taps^T`` for every channel."""
+    k = torch.tensor(taps, dtype=like.dtype, device=like.device)
+    return (k[:, None] * k[None, :]).expand(channels, 1, len(taps),
+                                             len(taps)).contiguous()
+
+
+def avg_pool_2x(x):
+    """2x2 average pooling with stride 2 of an even-sized ``x``."""
+    if _is_channels_last(x):
+        return F.avg_pool2d(x, 2, 2)
+    channels = x.shape[1]
+    weight = x.new_full((channels, 1, 2, 2), 0.25)
+    return F.conv2d(x, weight, stride=2, groups=channels)
+
+
+def bilinear_up_2x(x):
+    """Bilinear x2 upsampling (``align_corners=False``), size ``2H x 2W``."""
+    if _is_channels_last(x):
+        return F.interpolate(
+            x, scale_factor=2, mode='bilinear', align_corners=False)
+    channels = x.shape[1]
+    weight = _depthwise_kernel((0.25, 0.75, 0.75, 0.25), channels, x)
+    # Output (2(H+2)) x (2(W+2)) of the padded input; its 2-px frame is the
+    # transposed convolution's own border and is cut off.
+    out = F.conv_transpose2d(
+        F.pad(x, (1, 1, 1, 1), mode='replicate'),
+        weight,
+        stride=2,
+        padding=1,
+        groups=channels)
+    return out[..., 2:-2, 2:-2]
+
+
+def nearest_up_2x(x):
+    """Nearest-neighbour x2 upsampling, size ``2H x 2W``."""
+    if _is_channels_last(x):
+        return F.interpolate(x, scale_factor=2, mode='nearest')
+    channels = x.shape[1]
+    weight = x.new_ones((channels, 1, 2, 2))
+    return F.conv_transpose2d(x, weight, stride=2, groups=channels)
+
+
+def _plain_conv(conv, kernel_size):
+    return type(conv) is torch.nn.Conv2d and conv.bias is None and \
+        conv.kernel_size == (kernel_size, kernel_size) and \
+        conv.padding_mode == 'zeros'
+
+
+def can_fuse_branches(high, low):
+    """Whether :func:`fused_branches` applies to a block's two branches:
+    both exist, their last convs are plain bias-free 1x1 ``nn.Conv2d`` and
+    the low branch's resampling (if any) is a fixed linear map."""
+    if low is None:
+        return False
+    for branch in (high, low):
+        conv = branch.conv3
+        if not _plain_conv(conv, 1) or conv.stride != (1, 1) or \
+                conv.groups != 1:
+            return False
+    return low.resample is None or low.resample.mode in ('bilinear',
+                                                         'nearest')
+
+
+def fused_branches(high, low, x):
+    """``high(x) + low(x)`` of two :class:`BottleneckBranch` es, as one conv.
+
+    The low branch ends with ``up(conv3(y))``. ``up`` (bilinear or nearest,
+    then a crop) acts on each channel alone and ``conv3`` (1x1, no bias) on
+    each pixel alone, so they commute: ``conv3(up(y))``. The upsampling then
+    runs on the ``mid`` channels instead of ``out_channels`` (4x fewer in
+    ResNeXt), and the two ``conv3`` and their sum become one 1x1 conv over
+    the concatenated branches (one large GEMM instead of two thin ones and
+    an add).
+    """
+    h = high.transform(x)
+    y = low.transform(x)
+    if low.resample is not None:
+        y = low.resample.up(y, x.shape[-2:])
+    weight = torch.cat([high.conv3.weight, low.conv3.weight], dim=1)
+    return F.conv2d(torch.cat([h, y], dim=1), weight)
+
+
+def can_merge_branches(high, low):
+    """Whether a block's two full-resolution branches can run as one path
+    (:func:`merged_branches`): plain bias-free convs with the same 3x3
+    geometry and plain ``nn.BatchNorm2d`` norms with the same settings."""
+    if low is None or low.resample is not None or \
+            not can_fuse_branches(high, low):
+        return False
+    for name in ('conv1', 'conv2'):
+        a, b = getattr(high, name), getattr(low, name)
+        size = 1 if name == 'conv1' else 3
+        if not (_plain_conv(a, size) and _plain_conv(b, size)):
+            return False
+        if (a.stride, a.padding, a.dilation) != (b.stride, b.padding,
+                                                 b.dilation):
+            return False
+    if high.conv1.stride != (1, 1) or high.conv1.groups != 1 or \
+            low.conv1.groups != 1:
+        return False
+    if high.conv2.out_channels // high.conv2.groups != \
+            low.conv2.out_channels // low.conv2.groups:
+        return False
+    for name in ('norm1', 'norm2'):
+        a, b = getattr(high, name), getattr(low, name)
+        if type(a) is not torch.nn.BatchNorm2d or \
+                type(b) is not torch.nn.BatchNorm2d:
+            return False
+        if (a.eps, a.momentum, a.affine, a.track_running_stats) != \
+                (b.eps, b.momentum, b.affine, b.track_running_stats):
+            return False
+    return True
+
+
+def _merged_batch_norm(x, norms):
+    """``torch.cat([norm(part) for ...], 1)`` for ``nn.BatchNorm2d`` s that
+    split the channels of ``x``, as one call; the running statistics are
+    written back to each module exactly as its own forward would."""
+    first = norms[0]
+    training = first.training or not first.track_running_stats
+    running = first.track_running_stats and first.running_mean is not None
+    momentum = 0.0 if first.momentum is None else first.momentum
+    if first.training and first.track_running_stats:
+        for norm in norms:
+            norm.num_batches_tracked.add_(1)
+        if first.momentum is None:  # cumulative moving average
+            momentum = 1.0 / float(first.num_batches_tracked)
+    mean = torch.cat([n.running_mean for n in norms]) if running else None
+    var = torch.cat([n.running_var for n in norms]) if running else None
+    weight = torch.cat([n.weight for n in norms]) if first.affine else None
+    bias = torch.cat([n.bias for n in norms]) if first.affine else None
+    out = F.batch_norm(x, mean, var, weight, bias, training, momentum,
+                       first.eps)
+    if running and training:
+        with torch.no_grad():
+            start = 0
+            for norm in norms:
+                end = start + norm.num_features
+                norm.running_mean.copy_(mean[start:end])
+                norm.running_var.copy_(var[start:end])
+                start = end
+    return out
+
+
+def merged_branches(high, low, x):
+    """``high(x) + low(x)`` of a non-elastic block, run as one ResNeXt path.
+
+    Without resampling, the two branches of a block are a channel split of
+    one grouped bottleneck: concatenating their conv1 outputs, their 3x3
+    groups and their conv3 inputs gives one 1x1, one grouped 3x3 and one 1x1
+    conv, i.e. half the kernel launches, on wider (faster) GEMMs. The
+    branches' modules are bypassed (forward hooks on them do not fire);
+    their parameters and running statistics are used and updated as usual.
+    """
+    conv2 = high.conv2
+    out = F.conv2d(
+        x, torch.cat([high.conv1.weight, low.conv1.weight]))
+    out = F.relu(_merged_batch_norm(out, (high.norm1, low.norm1)), True)
+    out = F.conv2d(
+        out,
+        torch.cat([conv2.weight, low.conv2.weight]),
+        stride=conv2.stride,
+        padding=conv2.padding,
+        dilation=conv2.dilation,
+        groups=conv2.groups + low.conv2.groups)
+    out = F.relu(_merged_batch_norm(out, (high.norm2, low.norm2)), True)
+    return F.conv2d(
+        out, torch.cat([high.conv3.weight, low.conv3.weight], dim=1))

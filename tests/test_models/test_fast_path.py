@@ -1,0 +1,288 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""The fast path computes what the straightforward path computes.
+
+Issue rule: within 1e-5 in float32 for the same weights -- outputs, input
+and parameter gradients, and BN running statistics -- for the kernels, the
+blocks and whole backbones, in NCHW and channels-last, at odd sizes.
+"""
+import os.path as osp
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmelastic.models import (ElasticBottleneck, ElasticDenseNet,
+                              ElasticDLA, ElasticResNeXt)
+from mmelastic.models.utils import (Resample2x, fast_ops, fast_path,
+                                    fast_path_enabled)
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _model_helpers import randomize_bn  # noqa: E402
+
+ATOL = 1e-5
+CL = torch.channels_last
+SIZES = [(1, 1), (2, 2), (7, 7), (15, 10), (28, 28), (9, 4)]
+
+
+def as_format(x, channels_last):
+    return x.contiguous(memory_format=CL) if channels_last else x
+
+
+def assert_close(fast, ref, atol=ATOL):
+    assert fast.shape == ref.shape
+    err = (fast - ref).abs().max().item()
+    assert err <= atol, f'max abs difference {err:.2e} > {atol:.0e}'
+
+
+# --- kernels -----------------------------------------------------------------
+def reference_kernel(name, x):
+    if name == 'avg_pool_2x':
+        return F.avg_pool2d(x, 2, 2)
+    mode = 'bilinear' if name == 'bilinear_up_2x' else 'nearest'
+    kwargs = dict(align_corners=False) if mode == 'bilinear' else {}
+    return F.interpolate(x, scale_factor=2, mode=mode, **kwargs)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('size', SIZES)
+@pytest.mark.parametrize('name',
+                         ['avg_pool_2x', 'bilinear_up_2x', 'nearest_up_2x'])
+def test_kernels_match_aten(name, size, channels_last):
+    h, w = size
+    if name == 'avg_pool_2x':
+        h, w = 2 * h, 2 * w  # the pool is applied after pad_to_even
+    x = torch.randn(2, 5, h, w) * 3
+    x = as_format(x, channels_last).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    out = getattr(fast_ops, name)(x)
+    ref = reference_kernel(name, x_ref)
+    assert_close(out, ref)
+    grad = torch.randn_like(ref)
+    out.backward(grad)
+    ref.backward(grad)
+    assert_close(x.grad, x_ref.grad)
+
+
+def test_kernels_keep_dtype_and_work_in_bfloat16():
+    x = torch.randn(1, 4, 6, 6, dtype=torch.bfloat16)
+    for name in ('avg_pool_2x', 'bilinear_up_2x', 'nearest_up_2x'):
+        out = getattr(fast_ops, name)(x)
+        assert out.dtype == torch.bfloat16
+        ref = reference_kernel(name, x.float())
+        assert (out.float() - ref).abs().max() < 0.1
+
+
+@pytest.mark.parametrize('mode', ['bilinear', 'nearest'])
+@pytest.mark.parametrize('size', [(15, 10), (7, 1), (1, 6), (32, 32)])
+def test_resample_fast_equals_straightforward(mode, size):
+    resample = Resample2x(mode)
+    x = torch.randn(2, 3, *size)
+    with fast_path(False):
+        low_ref = resample.down(x)
+        up_ref = resample.up(low_ref, size)
+    low = resample.down(x)
+    assert_close(low, low_ref)
+    assert_close(resample.up(low, size), up_ref)
+
+
+def test_switch_restores_state_on_error():
+    assert fast_path_enabled()
+    with pytest.raises(RuntimeError):
+        with fast_path(False):
+            assert not fast_path_enabled()
+            raise RuntimeError('boom')
+    assert fast_path_enabled()
+
+
+# --- blocks ------------------------------------------------------------------
+def block_cases():
+    # (kwargs, input channels, size): elastic, non-elastic (merged), strided
+    # non-elastic with a projection, SE, dilation, nearest, high_ratio 0.75.
+    proj = dict(downsample=None)
+    return [
+        (dict(in_channels=32, out_channels=32, mid_channels=16, groups=4),
+         32, (15, 10)),
+        (dict(in_channels=32, out_channels=32, mid_channels=16, groups=4,
+              elastic=False), 32, (15, 10)),
+        (dict(in_channels=16, out_channels=32, mid_channels=16, groups=4,
+              stride=2, elastic=False, **proj), 16, (9, 12)),
+        (dict(in_channels=32, out_channels=32, mid_channels=16, groups=4,
+              with_se=True, se_ratio=4), 32, (8, 8)),
+        (dict(in_channels=32, out_channels=32, mid_channels=16, groups=4,
+              dilation=2, elastic=False), 32, (11, 11)),
+        (dict(in_channels=32, out_channels=32, mid_channels=16, groups=4,
+              resample='nearest'), 32, (7, 9)),
+        (dict(in_channels=32, out_channels=32, mid_channels=16, groups=4,
+              high_ratio=0.75), 32, (10, 10)),
+    ]
+
+
+def make_block(kwargs, seed=0):
+    torch.manual_seed(seed)
+    kwargs = dict(kwargs)
+    if 'downsample' in kwargs:
+        kwargs['downsample'] = nn.Sequential(
+            nn.Conv2d(kwargs['in_channels'], kwargs['out_channels'], 1,
+                      stride=kwargs['stride'], bias=False),
+            nn.BatchNorm2d(kwargs['out_channels']))
+    block = ElasticBottleneck(**kwargs)
+    block.init_weights()
+    randomize_bn(block, seed)
+    return block
+
+
+def run_step(block, x, fast):
+    """Forward + backward; returns output, input grad, param grads, BN
+    buffers (after the step)."""
+    x = x.detach().clone().requires_grad_()
+    with fast_path(fast):
+        out = block(x)
+    out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+    grads = {n: p.grad.clone() for n, p in block.named_parameters()}
+    block.zero_grad()
+    buffers = {n: b.clone() for n, b in block.named_buffers()}
+    return out.detach(), x.grad, grads, buffers
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('train', [False, True])
+@pytest.mark.parametrize('case', range(7))
+def test_block_fast_equals_straightforward(case, train, channels_last):
+    kwargs, cin, size = block_cases()[case]
+    x = as_format(torch.randn(3, cin, *size), channels_last)
+    ref_block, fast_block = make_block(kwargs), make_block(kwargs)
+    ref_block.train(train)
+    fast_block.train(train)
+    ref = run_step(ref_block, x, fast=False)
+    out = run_step(fast_block, x, fast=True)
+    assert_close(out[0], ref[0])
+    assert_close(out[1], ref[1])
+    assert out[2].keys() == ref[2].keys()
+    for name in ref[2]:
+        assert_close(out[2][name], ref[2][name], atol=1e-4 if train else ATOL)
+    for name in ref[3]:
+        assert torch.allclose(out[3][name].float(), ref[3][name].float(),
+                              atol=ATOL), name
+
+
+def test_merged_batch_norm_cumulative_momentum():
+    kwargs, cin, size = block_cases()[1]
+    blocks = []
+    for _ in range(2):
+        block = make_block(kwargs)
+        for m in block.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = None  # cumulative moving average
+        block.train()
+        blocks.append(block)
+    for step in range(3):
+        x = torch.randn(2, cin, *size)
+        for block, fast in zip(blocks, (False, True)):
+            with fast_path(fast):
+                block(x)
+    for (name, a), (_, b) in zip(blocks[0].named_buffers(),
+                                 blocks[1].named_buffers()):
+        assert torch.allclose(a.float(), b.float(), atol=ATOL), name
+    assert int(blocks[1].high.norm1.num_batches_tracked) == 3
+
+
+def count_calls(monkeypatch, name):
+    import mmelastic.models.utils.elastic_bottleneck as eb
+    calls = []
+    original = getattr(eb, name)
+
+    def wrapper(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(eb, name, wrapper)
+    return calls
+
+
+def test_dispatch(monkeypatch):
+    merged = count_calls(monkeypatch, 'merged_branches')
+    fused = count_calls(monkeypatch, 'fused_branches')
+    elastic = make_block(block_cases()[0][0]).eval()
+    plain = make_block(block_cases()[1][0]).eval()
+    x = torch.randn(1, 32, 8, 8)
+    plain(x)
+    assert (len(merged), len(fused)) == (1, 0)
+    elastic(x)
+    assert (len(merged), len(fused)) == (1, 1)
+    # Channels-last keeps the branches apart: the native upsample is fast
+    # there and the commuted conv3 would only add work.
+    elastic(x.contiguous(memory_format=CL))
+    assert len(fused) == 1
+    with fast_path(False):
+        plain(x)
+        elastic(x)
+    assert (len(merged), len(fused)) == (1, 1)
+
+
+def test_merge_skipped_for_other_norms(monkeypatch):
+    merged = count_calls(monkeypatch, 'merged_branches')
+    kwargs = dict(block_cases()[1][0], norm_cfg=dict(type='GN',
+                                                    num_groups=2))
+    block = ElasticBottleneck(**kwargs).eval()
+    x = torch.randn(1, 32, 8, 8)
+    ref = block(x)
+    assert not merged
+    # Swapping BN for SyncBN after construction must also turn it off.
+    block = make_block(block_cases()[1][0]).eval()
+    block.high.norm1 = nn.SyncBatchNorm(8)
+    block(x)
+    assert not merged
+    assert ref.shape == (1, 32, 8, 8)
+
+
+def test_trained_resample_is_never_commuted(monkeypatch):
+    fused = count_calls(monkeypatch, 'fused_branches')
+    block = make_block(dict(block_cases()[0][0], resample='trained')).eval()
+    x = torch.randn(1, 32, 9, 8)
+    out = block(x)
+    with fast_path(False):
+        ref = block(x)
+    assert not fused
+    assert_close(out, ref)
+
+
+# --- backbones ---------------------------------------------------------------
+def tiny_backbones():
+    return {
+        'resnext50_elastic': lambda: ElasticResNeXt(
+            arch='resnext50_elastic', base_channels=16, stem_channels=16,
+            groups=8, width_per_group=2, out_indices=(0, 1, 2, 3)),
+        'resnext50': lambda: ElasticResNeXt(
+            arch='resnext50', base_channels=16, stem_channels=16, groups=8,
+            width_per_group=2, out_indices=(0, 1, 2, 3)),
+        'se_resnext50_elastic': lambda: ElasticResNeXt(
+            arch='se_resnext50_elastic', base_channels=16, stem_channels=16,
+            groups=8, width_per_group=2),
+        'dla60x_elastic': lambda: ElasticDLA(
+            arch='dla60x_elastic', channels=(8, 16, 32, 64, 96, 128),
+            cardinality=4, out_indices=(2, 3, 4, 5)),
+        'densenet201_elastic': lambda: ElasticDenseNet(
+            arch=dict(ElasticDenseNet.arch_settings['densenet201_elastic'],
+                      growth_rate=8, init_channels=16)),
+    }
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('arch', sorted(tiny_backbones()))
+def test_backbone_fast_equals_straightforward(arch, channels_last):
+    torch.manual_seed(0)
+    model = tiny_backbones()[arch]()
+    model.init_weights()
+    randomize_bn(model)
+    model.eval()
+    x = as_format(torch.randn(2, 3, 97, 81), channels_last)
+    with torch.no_grad():
+        outs = model(x)
+        with fast_path(False):
+            refs = model(x)
+    for out, ref in zip(outs, refs):
+        # Relative to the feature scale: deep nets grow activations.
+        scale = max(ref.abs().max().item(), 1.0)
+        assert_close(out / scale, ref / scale)
