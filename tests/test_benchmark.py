@@ -165,3 +165,39 @@ def test_tiny_run_table_and_progress(tiny_run):
     assert rounds == [('tiny_plain', 'tiny_elastic'),
                       ('tiny_elastic', 'tiny_plain'),
                       ('tiny_plain', 'tiny_elastic')]
+
+
+def test_runner_fast_path_switch(tmp_path, monkeypatch):
+    """``fast_path=False`` really runs the straightforward path."""
+    from mmelastic.models.utils import fast_ops
+    _, elastic = write_tiny_configs(tmp_path)
+
+    def forbidden(x):
+        raise AssertionError('fast kernel called')
+
+    monkeypatch.setattr(fast_ops, 'bilinear_up_2x', forbidden)
+    monkeypatch.setattr(fast_ops, 'avg_pool_2x', forbidden)
+    straightforward = bm.ModelRunner('s', elastic, 'cpu', 2, 32,
+                                     fast_path=False)
+    for mode in bm.MODES:
+        straightforward.set_mode(mode)
+        straightforward.timed_step(mode)
+    fast = bm.ModelRunner('f', elastic, 'cpu', 2, 32)
+    with pytest.raises(AssertionError, match='fast kernel called'):
+        fast.timed_step('infer')
+
+
+def test_straightforward_rows(tmp_path, run_cmd):
+    configs = write_tiny_configs(tmp_path)
+    out = tmp_path / 'bench.json'
+    proc = run_cmd([
+        'python', TOOL, configs[1], '--straightforward', '--size', '32',
+        '--batch', '1', '--reps', '2', '--warmup', '0', '--mode', 'infer',
+        '--no-memory', '--threads', '1', '--json', out
+    ], timeout=300)
+    result = json.loads(out.read_text())
+    assert result['settings']['straightforward'] is True
+    assert [(m['name'], m['fast_path']) for m in result['models']] == [
+        ('tiny_elastic', True), ('tiny_elastic:straightforward', False)
+    ]
+    assert 'tiny_elastic:straightforward' in proc.stdout

@@ -165,8 +165,10 @@ class ModelRunner:
     """
 
     def __init__(self, name, config, device, batch, size, amp=False,
-                 channels_last=False, compile=False, seed=0):
+                 channels_last=False, compile=False, seed=0,
+                 fast_path=True):
         self.name, self.config, self.batch = name, config, batch
+        self.fast_path = fast_path
         self.device = torch.device(device)
         torch.manual_seed(seed)
         model = build_model(config).to(self.device)
@@ -225,7 +227,10 @@ class ModelRunner:
         return loss
 
     def step(self, mode):
-        return self.infer_step() if mode == 'infer' else self.train_step()
+        from mmelastic.models.utils import fast_path
+        with fast_path(self.fast_path):
+            return self.infer_step() if mode == 'infer' else \
+                self.train_step()
 
     def timed_step(self, mode):
         """Seconds one step of ``mode`` takes (device synchronized)."""
@@ -271,7 +276,7 @@ def _ru_maxrss_mb():
 
 def memory_probe(config, modes=MODES, device='cpu', batch=8, size=224,
                  amp=False, channels_last=False, compile=False,
-                 threads=None):
+                 threads=None, fast_path=True):
     """Peak memory of one step per mode; run it in a fresh process.
 
     On CPU, ``peak_mb`` is the process's peak resident set size during the
@@ -285,7 +290,7 @@ def memory_probe(config, modes=MODES, device='cpu', batch=8, size=224,
     if threads:
         torch.set_num_threads(threads)
     runner = ModelRunner('probe', config, device, batch, size, amp,
-                         channels_last, compile)
+                         channels_last, compile, fast_path=fast_path)
     out = dict(params=runner.params)
     for mode in modes:
         runner.set_mode(mode)
@@ -351,7 +356,8 @@ def run_memory_probe(config, timeout=900, **kwargs):
 # --------------------------------------------------------------------------
 def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
                   channels_last=False, compile=False, threads=None,
-                  warmup=2, reps=5, modes=MODES, memory=True, log=None):
+                  warmup=2, reps=5, modes=MODES, memory=True,
+                  straightforward=False, log=None):
     """Time every model, interleaved, and probe its peak memory.
 
     Args:
@@ -362,6 +368,9 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         reps (int): Timed interleaved rounds per mode (one step of every
             model per round).
         memory (bool): Also run one memory probe subprocess per model.
+        straightforward (bool): Also time every model with mmelastic's fast
+            path off (:func:`mmelastic.models.utils.fast_path`), as a row
+            ``NAME:straightforward`` right after it, in the same rounds.
         log (callable, optional): Called with one progress line at a time.
 
     Returns:
@@ -383,22 +392,29 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
     settings = dict(
         device=str(dev), batch=batch, size=size, amp=amp,
         channels_last=channels_last, compile=compile,
+        straightforward=straightforward,
         threads=torch.get_num_threads(), warmup=warmup, reps=reps,
         modes=modes, torch=torch.__version__,
         cuda_device=torch.cuda.get_device_name(dev)
         if dev.type == 'cuda' else None)
+    variants = [(name, config, True) for name, config in models]
+    if straightforward:
+        variants = [v for name, config in models
+                    for v in ((name, config, True),
+                              (f'{name}:straightforward', config, False))]
     runners = []
-    for name, config in models:
+    for name, config, fast in variants:
         start = time.perf_counter()
         runners.append(
             ModelRunner(name, config, dev, batch, size, amp, channels_last,
-                        compile))
+                        compile, fast_path=fast))
         log(f'built {name} ({runners[-1].params / 1e6:.2f}M params) in '
             f'{time.perf_counter() - start:.1f}s')
 
     names = [r.name for r in runners]
     results = [
-        dict(name=r.name, config=r.config, params=r.params) for r in runners
+        dict(name=r.name, config=r.config, params=r.params,
+             fast_path=r.fast_path) for r in runners
     ]
     schedule = interleaved_schedule(len(runners), reps)
     for mode in modes:
@@ -427,12 +443,12 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         torch.cuda.empty_cache()
 
     if memory:
-        for res, (name, config) in zip(results, models):
+        for res, (name, config, fast) in zip(results, variants):
             start = time.perf_counter()
             res['memory'] = run_memory_probe(
                 config, modes=modes, device=str(dev), batch=batch, size=size,
                 amp=amp, channels_last=channels_last, compile=compile,
-                threads=settings['threads'])
+                threads=settings['threads'], fast_path=fast)
             res['memory'].pop('params', None)
             log(f'memory probe {name}: ' + ', '.join(
                 f'{m} peak {res["memory"][m]["peak_mb"]:.0f} MB'

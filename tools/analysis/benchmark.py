@@ -2,7 +2,10 @@
 """Inference / training throughput and peak memory of models, interleaved.
 
 Examples:
-    python tools/analysis/benchmark.py --models resnext50 resnext50_elastic
+    python tools/analysis/benchmark.py --models resnext50_mmpretrain \
+        resnext50 resnext50_elastic
+    python tools/analysis/benchmark.py --models resnext50_elastic \
+        --straightforward --mode infer
     python tools/analysis/benchmark.py configs/imagenet/dla60x.py \
         configs/imagenet/dla60x_elastic.py --mode infer --reps 10
     python tools/analysis/benchmark.py --models resnext50 resnext50_elastic \
@@ -57,6 +60,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--mode', choices=['infer', 'train', 'both'], default='both')
     parser.add_argument(
+        '--straightforward', action='store_true',
+        help='also time every model with the fast path off (rows '
+        'NAME:straightforward), in the same interleaved rounds')
+    parser.add_argument(
         '--no-memory', action='store_true',
         help='skip the peak-memory subprocesses')
     parser.add_argument('--json', metavar='FILE', help='also write JSON')
@@ -95,6 +102,7 @@ def main(argv=None):
             reps=args.reps,
             modes=modes,
             memory=not args.no_memory,
+            straightforward=args.straightforward,
             log=log)
     except BenchmarkError as e:
         print(f'benchmark.py: error: {e}', file=sys.stderr)
