@@ -159,10 +159,71 @@ def fused_branches(high, low, x):
     """
     h = high.transform(x)
     y = low.transform(x)
-    if low.resample is not None:
-        y = low.resample.up(y, x.shape[-2:])
-    weight = torch.cat([high.conv3.weight, low.conv3.weight], dim=1)
-    return F.conv2d(torch.cat([h, y], dim=1), weight)
+    size = x.shape[-2:]
+
+    def up(t):
+        return t if low.resample is None else low.resample.up(t, size)
+
+    args = (h, y, high.conv3.weight, low.conv3.weight)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in args):
+        return _CommutedConv3.apply(*args, up)
+    return _commuted_conv3(*args, up)
+
+
+def _commuted_conv3(h, y, weight_high, weight_low, up):
+    return F.conv2d(
+        torch.cat([h, up(y)], dim=1),
+        torch.cat([weight_high, weight_low], dim=1))
+
+
+class _CommutedConv3(torch.autograd.Function):
+    """``conv2d(cat([h, up(y)]), cat([w_high, w_low]))`` for training,
+    saving only ``h`` and ``y``.
+
+    Plain autograd would keep the concatenated full-resolution input alive
+    until the backward pass (an extra ``mid``-channel map per block); ``h``
+    and the low-resolution ``y`` are kept anyway by the ReLUs that made
+    them, so saving them costs nothing and the concatenation is rebuilt in
+    the backward pass (an upsample and a copy, no convolution).
+    """
+
+    @staticmethod
+    def forward(ctx, h, y, weight_high, weight_low, up):
+        ctx.up = up
+        ctx.save_for_backward(h, y, weight_high, weight_low)
+        return _commuted_conv3(h, y, weight_high, weight_low, up)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        h, y, weight_high, weight_low = ctx.saved_tensors
+        need_h, need_y, need_wh, need_wl = ctx.needs_input_grad[:4]
+        with torch.enable_grad():
+            y_leaf = y.detach().requires_grad_(need_y)
+            up_y = ctx.up(y_leaf)
+        inputs = torch.cat([h, up_y.detach()], dim=1)
+        weight = torch.cat([weight_high, weight_low], dim=1)
+        grad_inputs, grad_weight, _ = torch.ops.aten.convolution_backward(
+            grad.contiguous(memory_format=_memory_format(inputs)), inputs,
+            weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+            [need_h or need_y, need_wh or need_wl, False])
+        split = h.shape[1]
+        grad_h = grad_y = grad_wh = grad_wl = None
+        if need_h:
+            grad_h = grad_inputs[:, :split]
+        if need_y:
+            grad_y, = torch.autograd.grad(up_y, y_leaf,
+                                          grad_inputs[:, split:])
+        if need_wh:
+            grad_wh = grad_weight[:, :split]
+        if need_wl:
+            grad_wl = grad_weight[:, split:]
+        return grad_h, grad_y, grad_wh, grad_wl, None
+
+
+def _memory_format(x):
+    return torch.channels_last if _is_channels_last(x) else \
+        torch.contiguous_format
 
 
 def can_merge_branches(high, low):
