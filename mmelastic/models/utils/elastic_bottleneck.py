@@ -17,7 +17,6 @@ and the architecture allows it; a non-elastic block keeps both branches at
 full resolution, which is exactly one ResNeXt block of the summed width: the
 two branches are a channel split of its grouped convolutions.
 """
-import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
@@ -25,7 +24,8 @@ from mmengine.model import BaseModule
 from mmpretrain.models.utils import SELayer
 
 from .fast_ops import (can_fuse_branches, can_merge_branches,
-                        fast_path_enabled, fused_branches, merged_branches)
+                       fast_path_enabled, fused_branches, is_channels_last,
+                       merged_branches)
 from .resample import Resample2x, split_channels
 
 
@@ -218,21 +218,22 @@ class ElasticBottleneck(BaseModule):
         """
 
         def _inner_forward(x):
-            # In place where autograd allows (no op here saves its output),
-            # on the fast path: fresh feature-map allocations are costly.
-            inplace = fast_path_enabled()
-            # Checked per call: modules may be swapped after construction
-            # (e.g. BN -> SyncBN), and the best kernel depends on the input.
-            if inplace and can_merge_branches(self.high, self.low):
+            # The fast path (fast_ops.py) sums in place where autograd
+            # allows (no op here saves its output): fresh feature maps are
+            # costly. Its branch rewrites are chosen per call: modules may
+            # be swapped after construction (BN -> SyncBN), and the best
+            # kernel depends on the input's memory format.
+            fast = fast_path_enabled()
+            if fast and can_merge_branches(self.high, self.low):
                 out = merged_branches(self.high, self.low, x)
-            elif inplace and can_fuse_branches(self.high, self.low) and \
-                    not x.is_contiguous(memory_format=torch.channels_last):
+            elif fast and can_fuse_branches(self.high, self.low) and \
+                    not is_channels_last(x):
                 out = fused_branches(self.high, self.low, x)
             else:
                 out = self.high(x)
                 if self.low is not None:
                     low = self.low(x)
-                    out = out.add_(low) if inplace else out + low
+                    out = out.add_(low) if fast else out + low
             out = self.norm3(out)
             if self.se is not None:
                 out = self.se(out)
@@ -240,7 +241,7 @@ class ElasticBottleneck(BaseModule):
             if shortcut is None:
                 shortcut = x if self.downsample is None else \
                     self.downsample(x)
-            return out.add_(shortcut) if inplace else out + shortcut
+            return out.add_(shortcut) if fast else out + shortcut
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)

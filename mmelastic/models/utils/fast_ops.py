@@ -76,7 +76,8 @@ def fast_path(enabled=True):
         _state['enabled'] = previous
 
 
-def _is_channels_last(x):
+def is_channels_last(x):
+    """bool: Whether ``x`` is a channels-last (not also NCHW) 4D tensor."""
     # A (N, C, 1, 1) tensor is both; count it as NCHW.
     return x.dim() == 4 and not x.is_contiguous() and \
         x.is_contiguous(memory_format=torch.channels_last)
@@ -91,7 +92,7 @@ def _depthwise_kernel(taps, channels, like):
 
 def avg_pool_2x(x):
     """2x2 average pooling with stride 2 of an even-sized ``x``."""
-    if _is_channels_last(x):
+    if is_channels_last(x):
         return F.avg_pool2d(x, 2, 2)
     channels = x.shape[1]
     weight = x.new_full((channels, 1, 2, 2), 0.25)
@@ -100,7 +101,7 @@ def avg_pool_2x(x):
 
 def bilinear_up_2x(x):
     """Bilinear x2 upsampling (``align_corners=False``), size ``2H x 2W``."""
-    if _is_channels_last(x):
+    if is_channels_last(x):
         return F.interpolate(
             x, scale_factor=2, mode='bilinear', align_corners=False)
     channels = x.shape[1]
@@ -118,7 +119,7 @@ def bilinear_up_2x(x):
 
 def nearest_up_2x(x):
     """Nearest-neighbour x2 upsampling, size ``2H x 2W``."""
-    if _is_channels_last(x):
+    if is_channels_last(x):
         return F.interpolate(x, scale_factor=2, mode='nearest')
     channels = x.shape[1]
     weight = x.new_ones((channels, 1, 2, 2))
@@ -222,7 +223,7 @@ class _CommutedConv3(torch.autograd.Function):
 
 
 def _memory_format(x):
-    return torch.channels_last if _is_channels_last(x) else \
+    return torch.channels_last if is_channels_last(x) else \
         torch.contiguous_format
 
 
