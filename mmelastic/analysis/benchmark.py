@@ -25,6 +25,8 @@ from glob import glob
 import torch
 import torch.nn.functional as F
 
+from mmelastic.models.utils import fast_path
+
 #: Where ``--models NAME`` looks for ``NAME.py``.
 CONFIG_DIR = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
@@ -227,7 +229,6 @@ class ModelRunner:
         return loss
 
     def step(self, mode):
-        from mmelastic.models.utils import fast_path
         with fast_path(self.fast_path):
             return self.infer_step() if mode == 'infer' else \
                 self.train_step()

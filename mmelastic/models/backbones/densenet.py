@@ -30,7 +30,8 @@ from mmpretrain.models.backbones.densenet import DenseTransition
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmelastic.registry import register
-from ..utils import ElasticBackboneMixin, Resample2x, resolve_arch
+from ..utils import (ElasticBackboneMixin, Resample2x, kaiming_init_cfg,
+                     resolve_arch)
 
 
 @contextmanager
@@ -394,18 +395,7 @@ class ElasticDenseNet(ElasticBackboneMixin, BaseBackbone):
                  norm_eval=False,
                  conv_cfg=None,
                  norm_cfg=dict(type='BN'),
-                 init_cfg=[
-                     dict(
-                         type='Kaiming',
-                         layer=['Conv2d'],
-                         mode='fan_out',
-                         nonlinearity='relu',
-                         distribution='normal'),
-                     dict(
-                         type='Constant',
-                         val=1,
-                         layer=['_BatchNorm', 'GroupNorm'])
-                 ]):
+                 init_cfg=kaiming_init_cfg('fan_out')):
         super().__init__(init_cfg)
         setting = resolve_arch('ElasticDenseNet', self.arch_settings, arch,
                                'depths', 'layers per dense block')

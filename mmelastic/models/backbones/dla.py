@@ -7,7 +7,6 @@ CVPR 2019, Table 2, Table 8 and Table 9), as in allenai/elastic
 :class:`~mmelastic.models.utils.ElasticBottleneck`; the trees pass it their
 own shortcut through ``identity``.
 """
-import warnings
 
 import torch
 import torch.nn as nn
@@ -16,7 +15,8 @@ from mmengine.model import BaseModule
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 from mmelastic.registry import register
-from ..utils import ElasticBackboneMixin, ElasticBottleneck, resolve_arch
+from ..utils import (ElasticBackboneMixin, ElasticBottleneck,
+                     kaiming_init_cfg, pretrained_init_cfg, resolve_arch)
 
 #: The official bottleneck width rule: ``planes * cardinality / 32``, i.e. a
 #: "Split32" block is as wide as its output.
@@ -294,22 +294,8 @@ class ElasticDLA(ElasticBackboneMixin, BaseBackbone):
                  conv_cfg=None,
                  norm_cfg=dict(type='BN'),
                  pretrained=None,
-                 init_cfg=[
-                     dict(
-                         type='Kaiming',
-                         layer=['Conv2d'],
-                         mode='fan_out',
-                         nonlinearity='relu',
-                         distribution='normal'),
-                     dict(
-                         type='Constant',
-                         val=1,
-                         layer=['_BatchNorm', 'GroupNorm'])
-                 ]):
-        if pretrained is not None:
-            warnings.warn('ElasticDLA: `pretrained` is deprecated, use '
-                          "init_cfg=dict(type='Pretrained', checkpoint=...)")
-            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+                 init_cfg=kaiming_init_cfg('fan_out')):
+        init_cfg = pretrained_init_cfg('ElasticDLA', pretrained, init_cfg)
         super().__init__(init_cfg)
         setting = self._resolve_arch(arch)
         self.levels = tuple(setting['levels'])

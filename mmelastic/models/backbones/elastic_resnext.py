@@ -1,6 +1,5 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
 import math
-import warnings
 
 import torch.nn as nn
 from mmcv.cnn import build_conv_layer, build_norm_layer
@@ -9,7 +8,7 @@ from mmpretrain.models.backbones import ResNet
 
 from mmelastic.registry import register
 from ..utils import (ElasticBackboneMixin, ElasticBottleneck, Resample2x,
-                     resolve_arch)
+                     kaiming_init_cfg, pretrained_init_cfg, resolve_arch)
 
 
 class ElasticResLayer(nn.Sequential):
@@ -205,18 +204,7 @@ class ElasticResNeXt(ResNet):
                  stem_channels=64,
                  num_stages=4,
                  pretrained=None,
-                 init_cfg=[
-                     dict(
-                         type='Kaiming',
-                         layer=['Conv2d'],
-                         mode='fan_in',
-                         nonlinearity='relu',
-                         distribution='normal'),
-                     dict(
-                         type='Constant',
-                         val=1,
-                         layer=['_BatchNorm', 'GroupNorm'])
-                 ],
+                 init_cfg=kaiming_init_cfg('fan_in'),
                  **kwargs):
         setting = resolve_arch('ElasticResNeXt', self.arch_settings, arch,
                                'stage_blocks')
@@ -245,10 +233,7 @@ class ElasticResNeXt(ResNet):
         self.resample = resample
         self.multi_grid = tuple(multi_grid) if multi_grid else None
         self.contract_dilation = contract_dilation
-        if pretrained is not None:
-            warnings.warn('ElasticResNeXt: `pretrained` is deprecated, use '
-                          "init_cfg=dict(type='Pretrained', checkpoint=...)")
-            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        init_cfg = pretrained_init_cfg('ElasticResNeXt', pretrained, init_cfg)
         # ResNet reads (block, stage_blocks) from arch_settings[depth]; give
         # it this instance's resolved layout under the arch's name.
         self.arch_settings = {

@@ -15,6 +15,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS as MMSEG_MODELS
 
 from mmelastic.registry import MODELS
+from ..utils import kaiming_init_cfg
 
 
 def bilinear_kernel(size):
@@ -214,18 +215,7 @@ class DLAUpHead(BaseDecodeHead):
                  in_index=None,
                  node_kernel=3,
                  norm_cfg=dict(type='BN'),
-                 init_cfg=[
-                     dict(
-                         type='Kaiming',
-                         layer=['Conv2d'],
-                         mode='fan_out',
-                         nonlinearity='relu',
-                         distribution='normal'),
-                     dict(
-                         type='Constant',
-                         val=1,
-                         layer=['_BatchNorm', 'GroupNorm'])
-                 ],
+                 init_cfg=kaiming_init_cfg('fan_out'),
                  **kwargs):
         if isinstance(in_channels, int) or len(in_channels) < 2:
             raise ValueError('DLAUpHead aggregates several levels: give '

@@ -1,7 +1,36 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""What every mmelastic backbone shares: arch lookup, the ``norm_eval``
-train mode, and listing its elastic blocks."""
+"""What every mmelastic backbone shares: arch lookup, default init, the
+deprecated ``pretrained`` argument, the ``norm_eval`` train mode, and
+listing its elastic blocks."""
+import warnings
+
 from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def kaiming_init_cfg(mode):
+    """The default ``init_cfg`` of mmelastic's backbones and heads: Kaiming
+    normal convs (``mode`` 'fan_in' or 'fan_out', as the official model
+    of each family does) and norms with weight 1 and bias 0."""
+    return [
+        dict(
+            type='Kaiming',
+            layer=['Conv2d'],
+            mode=mode,
+            nonlinearity='relu',
+            distribution='normal'),
+        dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
+    ]
+
+
+def pretrained_init_cfg(owner, pretrained, init_cfg):
+    """Honour the deprecated ``pretrained=PATH`` argument (mmseg's
+    ``EncoderDecoder`` still passes it): warn, and return the
+    ``Pretrained`` init_cfg it stands for; else ``init_cfg`` unchanged."""
+    if pretrained is None:
+        return init_cfg
+    warnings.warn(f'{owner}: `pretrained` is deprecated, use '
+                  "init_cfg=dict(type='Pretrained', checkpoint=...)")
+    return dict(type='Pretrained', checkpoint=pretrained)
 
 
 def resolve_arch(owner, arch_settings, arch, required, hint=''):
