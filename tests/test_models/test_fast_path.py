@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from mmelastic.models import (ElasticBottleneck, ElasticDenseNet,
                               ElasticDLA, ElasticResNeXt)
+from mmelastic.models.backbones.densenet import ElasticDenseLayer
 from mmelastic.models.utils import (Resample2x, fast_ops, fast_path,
                                     fast_path_enabled)
 
@@ -34,6 +35,12 @@ def assert_close(fast, ref, atol=ATOL):
     assert fast.shape == ref.shape
     err = (fast - ref).abs().max().item()
     assert err <= atol, f'max abs difference {err:.2e} > {atol:.0e}'
+
+
+def assert_close_scaled(fast, ref, atol=ATOL):
+    """:func:`assert_close` relative to ``max(|ref|)`` when that exceeds 1."""
+    scale = max(ref.abs().max().item(), 1.0)
+    assert_close(fast / scale, ref / scale, atol)
 
 
 # --- kernels -----------------------------------------------------------------
@@ -99,7 +106,8 @@ def test_switch_restores_state_on_error():
 # --- blocks ------------------------------------------------------------------
 def block_cases():
     # (kwargs, input channels, size): elastic, non-elastic (merged), strided
-    # non-elastic with a projection, SE, dilation, nearest, high_ratio 0.75.
+    # non-elastic with a projection, SE, dilation, nearest, high_ratio 0.75,
+    # with_cp.
     proj = dict(downsample=None)
     return [
         (dict(in_channels=32, out_channels=32, mid_channels=16, groups=4),
@@ -116,6 +124,10 @@ def block_cases():
               resample='nearest'), 32, (7, 9)),
         (dict(in_channels=32, out_channels=32, mid_channels=16, groups=4,
               high_ratio=0.75), 32, (10, 10)),
+        # Checkpointed: the backward pass (run outside the fast-path switch
+        # in run_step) must recompute the forward's path.
+        (dict(in_channels=32, out_channels=32, mid_channels=16, groups=4,
+              with_cp=True), 32, (9, 8)),
     ]
 
 
@@ -148,7 +160,7 @@ def run_step(block, x, fast):
 
 @pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('train', [False, True])
-@pytest.mark.parametrize('case', range(7))
+@pytest.mark.parametrize('case', range(len(block_cases())))
 def test_block_fast_equals_straightforward(case, train, channels_last):
     kwargs, cin, size = block_cases()[case]
     x = as_format(torch.randn(3, cin, *size), channels_last)
@@ -248,6 +260,117 @@ def test_trained_resample_is_never_commuted(monkeypatch):
     assert_close(out, ref)
 
 
+@pytest.mark.parametrize('case', [0, 1])
+def test_block_fast_path_under_torch_compile(case):
+    """torch.compile traces the fast path in one graph (no graph break) and
+    trains it to the straightforward numbers, down to 2x2 low-resolution
+    maps (on which torch 2.14's Inductor fails for the replicate pad)."""
+    torch._dynamo.reset()
+    kwargs, cin, _ = block_cases()[case]
+    x = torch.randn(2, cin, 4, 4)
+    ref_block, fast_block = make_block(kwargs).train(), \
+        make_block(kwargs).train()
+    ref = run_step(ref_block, x, fast=False)
+    compiled = torch.compile(fast_block, fullgraph=True)
+    out = run_step(compiled, x, fast=True)
+    assert_close(out[0], ref[0])
+    assert_close(out[1], ref[1])
+    grads = {n.replace('_orig_mod.', ''): g for n, g in out[2].items()}
+    assert grads.keys() == ref[2].keys()
+    for name in ref[2]:
+        assert_close(grads[name], ref[2][name], atol=1e-4)
+    torch._dynamo.reset()
+
+
+# --- dense layers ------------------------------------------------------------
+def make_dense_layer(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    layer = ElasticDenseLayer(24, growth_rate=8, bn_size=4, **kwargs)
+    layer.init_weights()
+    randomize_bn(layer, seed)
+    return layer
+
+
+def dense_step(layer, inputs, fast):
+    """Like :func:`run_step` for a dense layer fed two feature tensors."""
+    inputs = [t.detach().clone().requires_grad_() for t in inputs]
+    with fast_path(fast):
+        out = layer(inputs)
+    out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+    grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    layer.zero_grad()
+    buffers = {n: b.clone() for n, b in layer.named_buffers()}
+    return out.detach(), [t.grad for t in inputs], grads, buffers
+
+
+@pytest.mark.parametrize('memory_efficient', [False, True])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('train', [False, True])
+@pytest.mark.parametrize('elastic', [False, True])
+def test_dense_layer_fast_equals_straightforward(elastic, train,
+                                                 channels_last,
+                                                 memory_efficient):
+    kwargs = dict(elastic=elastic, memory_efficient=memory_efficient)
+    inputs = [
+        as_format(torch.randn(3, c, 11, 9), channels_last) for c in (16, 8)
+    ]
+    ref_layer, fast_layer = make_dense_layer(**kwargs), \
+        make_dense_layer(**kwargs)
+    for layer in (ref_layer, fast_layer):
+        layer.train(train)
+    ref = dense_step(ref_layer, inputs, fast=False)
+    out = dense_step(fast_layer, inputs, fast=True)
+    # Relative to the scale of each tensor, as for the backbones below: the
+    # merged layer sums the two branches' products in another order.
+    assert_close_scaled(out[0], ref[0])
+    for grad, ref_grad in zip(out[1], ref[1]):
+        assert_close_scaled(grad, ref_grad)
+    assert out[2].keys() == ref[2].keys()
+    for name in ref[2]:
+        assert_close_scaled(out[2][name], ref[2][name],
+                            atol=1e-4 if train else ATOL)
+    for name in ref[3]:
+        assert torch.allclose(out[3][name].float(), ref[3][name].float(),
+                              atol=ATOL), name
+
+
+def count_dense_merges(monkeypatch):
+    import mmelastic.models.backbones.densenet as densenet
+    calls = []
+    original = densenet.merged_dense_exit
+
+    def wrapper(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(densenet, 'merged_dense_exit', wrapper)
+    return calls
+
+
+def test_dense_merge_dispatch(monkeypatch):
+    merged = count_dense_merges(monkeypatch)
+    inputs = [torch.randn(2, 24, 8, 8)]
+    make_dense_layer(elastic=True).eval()(inputs)
+    make_dense_layer(elastic=False, high_ratio=1.0).eval()(inputs)
+    assert not merged  # elastic, or a single branch: nothing to merge
+    plain = make_dense_layer(elastic=False).eval()
+    plain(inputs)
+    assert len(merged) == 1
+    with fast_path(False):
+        plain(inputs)
+    assert len(merged) == 1
+    # Dropout acts on the high branch only: merged in eval, not in training.
+    dropout = make_dense_layer(elastic=False, drop_rate=0.5)
+    dropout.eval()(inputs)
+    assert len(merged) == 2
+    dropout.train()(inputs)
+    assert len(merged) == 2
+    # Other norms (here set after construction) fall back.
+    plain.low.norm2 = nn.GroupNorm(4, plain.low.norm2.num_features)
+    plain(inputs)
+    assert len(merged) == 2
+
+
 # --- backbones ---------------------------------------------------------------
 def tiny_backbones():
     return {
@@ -284,5 +407,4 @@ def test_backbone_fast_equals_straightforward(arch, channels_last):
             refs = model(x)
     for out, ref in zip(outs, refs):
         # Relative to the feature scale: deep nets grow activations.
-        scale = max(ref.abs().max().item(), 1.0)
-        assert_close(out / scale, ref / scale)
+        assert_close_scaled(out, ref)

@@ -30,8 +30,10 @@ from mmpretrain.models.backbones.densenet import DenseTransition
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmelastic.registry import register
-from ..utils import (ElasticBackboneMixin, Resample2x, kaiming_init_cfg,
-                     resolve_arch)
+from ..utils import (ElasticBackboneMixin, Resample2x, fast_path,
+                     fast_path_enabled, kaiming_init_cfg, resolve_arch)
+from ..utils.fast_ops import (can_merge_dense_branches, merged_dense_conv1,
+                              merged_dense_exit)
 
 
 @contextmanager
@@ -222,25 +224,44 @@ class ElasticDenseLayer(BaseModule):
             return None
         return self.high.conv2, self.low.conv2
 
-    def bottleneck(self, inputs):
-        """concat → norm1 → ReLU → each branch's (resampling and) 1x1."""
+    def bottleneck(self, inputs, merged=False):
+        """concat → norm1 → ReLU → each branch's (resampling and) 1x1.
+
+        With ``merged`` (the fast path of a non-elastic two-branch layer)
+        both 1x1 convs run as one and a single tensor of both branches'
+        channels is returned.
+        """
         x = self.act1(self.norm1(torch.cat(inputs, 1)))
+        if merged:
+            return (merged_dense_conv1(self.high, self.low, x), )
         outs = (self.high.enter(x), )
         if self.low is not None:
             outs += (self.low.enter(x), )
         return outs
 
-    def _checkpointed_bottleneck(self, inputs):
+    def _checkpointed_bottleneck(self, inputs, merged):
         calls = []
+        # The recomputation in backward must take the forward's path even
+        # if the fast path was switched in between.
+        fast = fast_path_enabled()
 
         def closure(*xs):
             calls.append(None)
-            if len(calls) == 1:  # the forward pass
-                return self.bottleneck(xs)
-            with _running_stats_frozen(self.norm1):  # the recomputation
-                return self.bottleneck(xs)
+            with fast_path(fast):
+                if len(calls) == 1:  # the forward pass
+                    return self.bottleneck(xs, merged)
+                with _running_stats_frozen(self.norm1):  # the recomputation
+                    return self.bottleneck(xs, merged)
 
         return cp.checkpoint(closure, *inputs, use_reentrant=False)
+
+    def _can_merge(self):
+        # The fast path (fast_ops.py) runs the two full-resolution branches
+        # of a non-elastic layer as one; dropout, which the official layer
+        # applies to the high branch only, keeps them apart in training.
+        return not self.elastic and \
+            (self.drop_rate == 0 or not self.training) and \
+            can_merge_dense_branches(self.high, self.low)
 
     def forward(self, inputs):
         """Forward.
@@ -254,16 +275,23 @@ class ElasticDenseLayer(BaseModule):
         """
         if isinstance(inputs, torch.Tensor):
             inputs = [inputs]
+        fast = fast_path_enabled()
+        merged = fast and self._can_merge()
         if self.memory_efficient and any(t.requires_grad for t in inputs):
-            mids = self._checkpointed_bottleneck(inputs)
+            mids = self._checkpointed_bottleneck(inputs, merged)
         else:
-            mids = self.bottleneck(inputs)
+            mids = self.bottleneck(inputs, merged)
+        if merged:
+            return merged_dense_exit(self.high, self.low, mids[0])
         size = inputs[0].shape[-2:]
         out = self.high.exit(mids[0], size)
         if self.drop_rate > 0:
             out = F.dropout(out, p=self.drop_rate, training=self.training)
         if self.low is not None:
-            out = out + self.low.exit(mids[1], size)
+            low = self.low.exit(mids[1], size)
+            # In place on the fast path: neither the conv nor the dropout
+            # that made ``out`` saves it for backward.
+            out = out.add_(low) if fast else out + low
         return out
 
 

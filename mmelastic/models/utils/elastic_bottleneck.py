@@ -23,7 +23,7 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmpretrain.models.utils import SELayer
 
-from .fast_ops import (can_fuse_branches, can_merge_branches,
+from .fast_ops import (can_fuse_branches, can_merge_branches, fast_path,
                        fast_path_enabled, fused_branches, is_channels_last,
                        merged_branches)
 from .resample import Resample2x, split_channels
@@ -244,7 +244,15 @@ class ElasticBottleneck(BaseModule):
             return out.add_(shortcut) if fast else out + shortcut
 
         if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
+            # The recomputation in backward must take the forward's path
+            # even if the fast path was switched in between.
+            fast = fast_path_enabled()
+
+            def _checkpointed(x):
+                with fast_path(fast):
+                    return _inner_forward(x)
+
+            out = cp.checkpoint(_checkpointed, x, use_reentrant=False)
         else:
             out = _inner_forward(x)
         return self.relu(out)

@@ -36,9 +36,13 @@ What is here and why (``tools/analysis/benchmark.py`` measures it):
   it runs on 4x fewer channels, and both conv3 become one conv.
 * :func:`merged_branches` -- a non-elastic block runs its two branches as
   the one grouped bottleneck they are.
-* In-place residual sums (in :class:`ElasticBottleneck`).
+* :func:`merged_dense_conv1` / :func:`merged_dense_exit` -- the same for
+  the two full-resolution branches of a non-elastic dense layer
+  (DenseNet+Elastic's last dense block).
+* In-place residual sums (in :class:`ElasticBottleneck`) and branch sums
+  (in :class:`ElasticDenseLayer`).
 
-``torch.compile`` always traces the straightforward path (see
+``torch.compile`` traces the fast path as well (see
 :func:`fast_path_enabled`).
 """
 from contextlib import contextmanager
@@ -52,12 +56,12 @@ _state = dict(enabled=True)
 def fast_path_enabled():
     """bool: Whether the Elastic blocks use the fast path (default True).
 
-    Always False while ``torch.compile`` traces a model: Inductor generates
-    its own fused kernels for the straightforward ops, and these eager-mode
-    substitutions only get in its way (with torch 2.14 its backward of the
-    replicate pad also fails on 2x2 maps).
+    ``torch.compile`` traces the fast path too: Inductor calls oneDNN for
+    its convolutions, and lowers ATen's NCHW resampling (forward and
+    backward) no better than eager mode does. Two parts change while it
+    traces (see :func:`_replicate_pad_1px` and :func:`fused_branches`).
     """
-    return _state['enabled'] and not torch.compiler.is_compiling()
+    return _state['enabled']
 
 
 @contextmanager
@@ -109,12 +113,26 @@ def bilinear_up_2x(x):
     # Output (2(H+2)) x (2(W+2)) of the padded input; its 2-px frame is the
     # transposed convolution's own border and is cut off.
     out = F.conv_transpose2d(
-        F.pad(x, (1, 1, 1, 1), mode='replicate'),
+        _replicate_pad_1px(x),
         weight,
         stride=2,
         padding=1,
         groups=channels)
     return out[..., 2:-2, 2:-2]
+
+
+def _replicate_pad_1px(x):
+    """``F.pad(x, (1, 1, 1, 1), mode='replicate')``.
+
+    While ``torch.compile`` traces, the edge rows and columns are
+    concatenated instead: torch 2.14's Inductor fails on the backward of the
+    replicate pad for 2x2 maps (``assert_size_stride`` in
+    ``replication_pad2d_backward``). In eager mode the pad is ~2x faster.
+    """
+    if not torch.compiler.is_compiling():
+        return F.pad(x, (1, 1, 1, 1), mode='replicate')
+    x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], dim=-2)
+    return torch.cat([x[..., :1], x, x[..., -1:]], dim=-1)
 
 
 def nearest_up_2x(x):
@@ -166,7 +184,11 @@ def fused_branches(high, low, x):
         return t if low.resample is None else low.resample.up(t, size)
 
     args = (h, y, high.conv3.weight, low.conv3.weight)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in args):
+    # Under torch.compile, Inductor's partitioner chooses what to save (and
+    # the custom function, whose backward calls autograd, would split the
+    # graph: compiled training ran at half the speed with it).
+    if torch.is_grad_enabled() and any(t.requires_grad for t in args) and \
+            not torch.compiler.is_compiling():
         return _CommutedConv3.apply(*args, up)
     return _commuted_conv3(*args, up)
 
@@ -248,15 +270,18 @@ def can_merge_branches(high, low):
     if high.conv2.out_channels // high.conv2.groups != \
             low.conv2.out_channels // low.conv2.groups:
         return False
-    for name in ('norm1', 'norm2'):
-        a, b = getattr(high, name), getattr(low, name)
-        if type(a) is not torch.nn.BatchNorm2d or \
-                type(b) is not torch.nn.BatchNorm2d:
-            return False
-        if (a.eps, a.momentum, a.affine, a.track_running_stats) != \
-                (b.eps, b.momentum, b.affine, b.track_running_stats):
-            return False
-    return True
+    return _mergeable_norms(high.norm1, low.norm1) and \
+        _mergeable_norms(high.norm2, low.norm2)
+
+
+def _mergeable_norms(a, b):
+    """Plain ``nn.BatchNorm2d`` s with the same settings (one call of
+    :func:`_merged_batch_norm` can stand for both)."""
+    if type(a) is not torch.nn.BatchNorm2d or \
+            type(b) is not torch.nn.BatchNorm2d:
+        return False
+    return (a.eps, a.momentum, a.affine, a.track_running_stats) == \
+        (b.eps, b.momentum, b.affine, b.track_running_stats)
 
 
 def _merged_batch_norm(x, norms):
@@ -313,3 +338,47 @@ def merged_branches(high, low, x):
     out = F.relu(_merged_batch_norm(out, (high.norm2, low.norm2)), True)
     return F.conv2d(
         out, torch.cat([high.conv3.weight, low.conv3.weight], dim=1))
+
+
+def can_merge_dense_branches(high, low):
+    """Whether a dense layer's two full-resolution branches
+    (:class:`~mmelastic.models.backbones.densenet.DenseBranch`) can run as
+    one path (:func:`merged_dense_conv1` and :func:`merged_dense_exit`):
+    plain bias-free 1x1 and 3x3 convs with the same geometry and plain
+    ``nn.BatchNorm2d`` norms with the same settings."""
+    if low is None or low.resample is not None:
+        return False
+    for name, size in (('conv1', 1), ('conv2', 3)):
+        a, b = getattr(high, name), getattr(low, name)
+        if not (_plain_conv(a, size) and _plain_conv(b, size)):
+            return False
+        if (a.stride, a.padding, a.dilation, a.groups) != \
+                (b.stride, b.padding, b.dilation, b.groups) or a.groups != 1:
+            return False
+    return _mergeable_norms(high.norm2, low.norm2)
+
+
+def merged_dense_conv1(high, low, x):
+    """Both branches' 1x1 convs of a non-elastic dense layer as one conv:
+    ``cat([high.conv1(x), low.conv1(x)], 1)``."""
+    return F.conv2d(x, torch.cat([high.conv1.weight, low.conv1.weight]),
+                    stride=high.conv1.stride)
+
+
+def merged_dense_exit(high, low, mid):
+    """``high.exit(a) + low.exit(b)`` for ``mid = cat([a, b], 1)`` of a
+    non-elastic dense layer, as one path.
+
+    The two norms split the channels of ``mid``, and two 3x3 convs whose
+    outputs are summed are one conv over the concatenated inputs, so the
+    layer runs one norm, one ReLU and one wider 3x3 conv instead of two of
+    each and an add. Running statistics are updated per branch as usual.
+    """
+    conv2 = high.conv2
+    out = F.relu(_merged_batch_norm(mid, (high.norm2, low.norm2)), True)
+    return F.conv2d(
+        out,
+        torch.cat([conv2.weight, low.conv2.weight], dim=1),
+        stride=conv2.stride,
+        padding=conv2.padding,
+        dilation=conv2.dilation)
