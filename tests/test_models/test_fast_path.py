@@ -261,7 +261,7 @@ def test_trained_resample_is_never_commuted(monkeypatch):
 
 
 @pytest.mark.parametrize('case', [0, 1])
-def test_block_fast_path_under_torch_compile(case):
+def test_block_fast_path_under_torch_compile(case, monkeypatch):
     """torch.compile traces the fast path in one graph (no graph break) and
     trains it to the straightforward numbers, down to 2x2 low-resolution
     maps (on which torch 2.14's Inductor fails for the replicate pad)."""
@@ -279,6 +279,18 @@ def test_block_fast_path_under_torch_compile(case):
     assert grads.keys() == ref[2].keys()
     for name in ref[2]:
         assert_close(grads[name], ref[2][name], atol=1e-4)
+    # Compiled inference traces the straightforward path: Inductor fuses
+    # its resampling (fast_path_enabled).
+    calls = count_calls(monkeypatch, 'fused_branches')
+    merged = count_calls(monkeypatch, 'merged_branches')
+    fast_block.eval()
+    ref_block.eval()
+    with torch.no_grad():
+        out = torch.compile(fast_block, fullgraph=True)(x)
+        with fast_path(False):
+            ref = ref_block(x)
+    assert_close(out, ref)
+    assert not calls and not merged
     torch._dynamo.reset()
 
 

@@ -42,7 +42,7 @@ What is here and why (``tools/analysis/benchmark.py`` measures it):
 * In-place residual sums (in :class:`ElasticBottleneck`) and branch sums
   (in :class:`ElasticDenseLayer`).
 
-``torch.compile`` traces the fast path as well (see
+``torch.compile`` traces the fast path for training, not for inference (see
 :func:`fast_path_enabled`).
 """
 from contextlib import contextmanager
@@ -56,11 +56,18 @@ _state = dict(enabled=True)
 def fast_path_enabled():
     """bool: Whether the Elastic blocks use the fast path (default True).
 
-    ``torch.compile`` traces the fast path too: Inductor calls oneDNN for
-    its convolutions, and lowers ATen's NCHW resampling (forward and
-    backward) no better than eager mode does. Two parts change while it
-    traces (see :func:`_replicate_pad_1px` and :func:`fused_branches`).
+    While ``torch.compile`` traces, it is used where gradients are on
+    (training) and not in inference. Inductor fuses the straightforward
+    forward resampling into its own element-wise kernels, which beat the
+    fast path's convolutions (ResNeXt50+Elastic compiled inference: 0.89x
+    against 0.73x of mmpretrain's ResNeXt50 with the fast path), but its
+    backward of the pooling and upsampling is slow, so compiled training
+    is faster with the fast path (0.78x against 0.51x). Two parts change
+    while it traces (see :func:`_replicate_pad_1px` and
+    :func:`fused_branches`).
     """
+    if torch.compiler.is_compiling():
+        return _state['enabled'] and torch.is_grad_enabled()
     return _state['enabled']
 
 
