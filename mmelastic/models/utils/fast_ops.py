@@ -191,9 +191,8 @@ def fused_branches(high, low, x):
         return t if low.resample is None else low.resample.up(t, size)
 
     args = (h, y, high.conv3.weight, low.conv3.weight)
-    # Under torch.compile, Inductor's partitioner chooses what to save (and
-    # the custom function, whose backward calls autograd, would split the
-    # graph: compiled training ran at half the speed with it).
+    # Under torch.compile, Inductor's partitioner chooses what to save; with
+    # the custom function, compiled training ran at half the speed.
     if torch.is_grad_enabled() and any(t.requires_grad for t in args) and \
             not torch.compiler.is_compiling():
         return _CommutedConv3.apply(*args, up)
