@@ -12,11 +12,11 @@ from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmelastic.analysis.complexity import model_complexity
 from mmelastic.models import ElasticBottleneck, ElasticDLA
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _model_helpers import randomize_bn  # noqa: E402
+from _model_helpers import (assert_same_training_step, flops,  # noqa: E402
+                            num_params, randomize_bn)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # The official models (allenai/elastic models/dla.py), measured with
@@ -55,14 +55,6 @@ def classifier(**backbone):
         backbone=backbone,
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='LinearClsHead', num_classes=1000, in_channels=1024))
-
-
-def num_params(model):
-    return sum(p.numel() for p in model.parameters())
-
-
-def flops(model, size=224):
-    return model_complexity(model, (size, size))['flops']
 
 
 # Full depth at reduced width: every level keeps its channel change (so its
@@ -375,17 +367,7 @@ def test_with_cp_same_result_and_gradients():
     plain = tiny(arch='dla60x_elastic')
     ckpt = tiny(arch='dla60x_elastic', with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 41, 37)
-    outs = []
-    for m in (plain, ckpt):
-        m.train()
-        out = m(x)[0]
-        out.sum().backward()
-        outs.append(out)
-    assert torch.allclose(outs[0], outs[1], atol=1e-6)
-    for (n, a), (_, b) in zip(plain.named_parameters(),
-                              ckpt.named_parameters()):
-        assert torch.allclose(a.grad, b.grad, atol=1e-5), n
+    assert_same_training_step(plain, ckpt, torch.randn(2, 3, 41, 37))
 
 
 def test_bad_arguments_name_the_fix():

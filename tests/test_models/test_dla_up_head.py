@@ -1,5 +1,6 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
 import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -14,19 +15,11 @@ from mmseg.structures import SegDataSample
 import mmelastic  # noqa: F401
 from mmelastic.models.decode_heads import DLAUpHead
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _model_helpers import randomize_bn  # noqa: E402
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_CHANNELS = (8, 16, 32, 64, 96, 128)
-
-
-def randomize_bn(module, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.weight.data = torch.rand(n, generator=gen) * 0.5 + 0.25
-            m.bias.data = torch.randn(n, generator=gen) * 0.1
-            m.running_mean = torch.randn(n, generator=gen) * 0.1
-            m.running_var = torch.rand(n, generator=gen) + 0.5
 
 
 def segmentor(arch='dla60x_elastic', num_classes=5):

@@ -1,20 +1,15 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
+import os.path as osp
+import sys
+
 import torch
 import torch.nn.functional as F
 
 import mmelastic  # noqa: F401
 from mmelastic.models.decode_heads import ElasticASPPHead
 
-
-def randomize_bn(module, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.weight.data = torch.rand(n, generator=gen) + 0.5
-            m.bias.data = torch.randn(n, generator=gen) * 0.1
-            m.running_mean = torch.randn(n, generator=gen) * 0.1
-            m.running_var = torch.rand(n, generator=gen) + 0.5
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _model_helpers import randomize_bn  # noqa: E402
 
 
 def bn_relu(x, bn):

@@ -1,5 +1,7 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
 import math
+import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -7,9 +9,12 @@ import torch.nn.functional as F
 from mmpretrain.models import ImageClassifier
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmelastic.analysis.complexity import model_complexity
 from mmelastic.models import (ElasticBottleneck, ElasticResNeXt, Resample2x,
                               split_channels)
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _model_helpers import (assert_same_training_step, flops,  # noqa: E402
+                            num_params, randomize_bn)
 
 # The official models' figures (issue #3; measured on allenai/elastic with
 # mmengine's counter at 224x224, 1000-class classifier included).
@@ -32,14 +37,6 @@ def classifier(**backbone):
             type='LinearClsHead', num_classes=1000, in_channels=channels))
 
 
-def num_params(model):
-    return sum(p.numel() for p in model.parameters())
-
-
-def flops(model, size=224):
-    return model_complexity(model, (size, size))['flops']
-
-
 def tiny(**kwargs):
     """Full-depth layouts at 1/8 width: the size logic, cheaply."""
     kwargs.setdefault('base_channels', 8)
@@ -47,17 +44,6 @@ def tiny(**kwargs):
     kwargs.setdefault('groups', 4)
     kwargs.setdefault('width_per_group', 2)
     return ElasticResNeXt(**kwargs)
-
-
-def randomize_bn(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            n = m.num_features
-            m.weight.data = torch.rand(n, generator=gen) + 0.5
-            m.bias.data = torch.randn(n, generator=gen) * 0.1
-            m.running_mean = torch.randn(n, generator=gen) * 0.1
-            m.running_var = torch.rand(n, generator=gen) + 0.5
 
 
 @pytest.mark.parametrize('arch', sorted(OFFICIAL))
@@ -290,13 +276,7 @@ def test_with_cp_same_result_and_gradients():
     plain = tiny(arch='resnext50_elastic')
     ckpt = tiny(arch='resnext50_elastic', with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 64, requires_grad=True)
-    for m in (plain, ckpt):
-        m.train()
-        m(x)[0].sum().backward()
-    for (n, a), (_, b) in zip(plain.named_parameters(),
-                              ckpt.named_parameters()):
-        assert torch.allclose(a.grad, b.grad, atol=1e-5), n
+    assert_same_training_step(plain, ckpt, torch.randn(2, 3, 64, 64))
 
 
 def test_custom_arch_dict_and_bad_arch():
