@@ -145,17 +145,20 @@ def make_block(kwargs, seed=0):
     return block
 
 
-def run_step(block, x, fast):
+def run_step(module, x, fast):
     """Forward + backward; returns output, input grad, param grads, BN
-    buffers (after the step)."""
-    x = x.detach().clone().requires_grad_()
+    buffers (after the step). ``x`` is a tensor, or a list of tensors for
+    a dense layer (then the input grads are a list too)."""
+    xs = [x] if torch.is_tensor(x) else x
+    xs = [t.detach().clone().requires_grad_() for t in xs]
     with fast_path(fast):
-        out = block(x)
+        out = module(xs[0] if torch.is_tensor(x) else xs)
     out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
-    grads = {n: p.grad.clone() for n, p in block.named_parameters()}
-    block.zero_grad()
-    buffers = {n: b.clone() for n, b in block.named_buffers()}
-    return out.detach(), x.grad, grads, buffers
+    grads = {n: p.grad.clone() for n, p in module.named_parameters()}
+    module.zero_grad()
+    buffers = {n: b.clone() for n, b in module.named_buffers()}
+    x_grad = xs[0].grad if torch.is_tensor(x) else [t.grad for t in xs]
+    return out.detach(), x_grad, grads, buffers
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
@@ -303,18 +306,6 @@ def make_dense_layer(seed=0, **kwargs):
     return layer
 
 
-def dense_step(layer, inputs, fast):
-    """Like :func:`run_step` for a dense layer fed two feature tensors."""
-    inputs = [t.detach().clone().requires_grad_() for t in inputs]
-    with fast_path(fast):
-        out = layer(inputs)
-    out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
-    grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
-    layer.zero_grad()
-    buffers = {n: b.clone() for n, b in layer.named_buffers()}
-    return out.detach(), [t.grad for t in inputs], grads, buffers
-
-
 @pytest.mark.parametrize('memory_efficient', [False, True])
 @pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('train', [False, True])
@@ -330,8 +321,8 @@ def test_dense_layer_fast_equals_straightforward(elastic, train,
         make_dense_layer(**kwargs)
     for layer in (ref_layer, fast_layer):
         layer.train(train)
-    ref = dense_step(ref_layer, inputs, fast=False)
-    out = dense_step(fast_layer, inputs, fast=True)
+    ref = run_step(ref_layer, inputs, fast=False)
+    out = run_step(fast_layer, inputs, fast=True)
     # Relative to the scale of each tensor, as for the backbones below: the
     # merged layer sums the two branches' products in another order.
     assert_close_scaled(out[0], ref[0])
