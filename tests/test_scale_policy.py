@@ -613,6 +613,11 @@ def test_cli_bad_input_errors(tiny_setup, tmp_path):
     message = run_tool_error(
         [config, checkpoint, '--data-root', tmp_path / 'nowhere'] + out)
     assert 'is not a folder' in message
+    # The options shared with the stress test are checked alike.
+    message = run_tool_error([config, checkpoint, '--batch-size', 0] + out)
+    assert '--batch-size must be at least 1' in message
+    message = run_tool_error([config, checkpoint, '--num-workers', -1] + out)
+    assert '--num-workers must be 0 or more' in message
     # The ImageNet config's own data_root does not exist.
     message = run_tool_error(list(tiny_setup['cls']) + out)
     assert 'cannot read the test set' in message and '--data-root' in message

@@ -46,6 +46,10 @@ except ImportError as err:
     import mmelastic  # noqa: F401
 
 
+from mmelastic.analysis.tool_args import (  # noqa: E402
+    add_evaluation_options, check_evaluation_options)
+
+
 class ScalePolicyToolError(Exception):
     """A bad input of the tool; the message names the problem and the fix."""
 
@@ -71,26 +75,6 @@ def parse_args(argv=None):
         '--data-prefix',
         help='image folder replacing the test set\'s data_prefix (relative '
         'to the data root)')
-    parser.add_argument('--baseline-config', help='config of the baseline')
-    parser.add_argument(
-        '--baseline-checkpoint', help='checkpoint of the baseline')
-    parser.add_argument(
-        '--device', default='cpu', help='cpu, cuda, cuda:1 ... (default: cpu)')
-    parser.add_argument(
-        '--batch-size',
-        type=int,
-        default=None,
-        help='images per batch (default: the test dataloader\'s)')
-    parser.add_argument(
-        '--num-workers',
-        type=int,
-        default=None,
-        help='dataloader workers (default: the test dataloader\'s)')
-    parser.add_argument(
-        '--max-images',
-        type=int,
-        default=None,
-        help='analyse only the first N images')
     parser.add_argument(
         '--thumbnail-size',
         type=int,
@@ -102,17 +86,9 @@ def parse_args(argv=None):
         default='auto',
         help='2-D embedding of Fig. 6: auto = scikit-learn t-SNE if '
         'installed, else a numpy t-SNE (<= 3000 images), else PCA')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=_dict_action(),
-        help='override settings of CONFIG, key=value (mmengine syntax)')
+    add_evaluation_options(
+        parser, 'override settings of CONFIG, key=value (mmengine syntax)')
     return parser.parse_args(argv)
-
-
-def _dict_action():
-    from mmengine.config import DictAction
-    return DictAction
 
 
 def load_config(path, options=None):
@@ -137,11 +113,7 @@ def test_dataloader_cfg(cfg, args):
             'use a config that has it')
     loader = loader.to_dict() if hasattr(loader, 'to_dict') else dict(loader)
     dataset = dict(loader['dataset'])
-    if args.data_root is not None:
-        if not osp.isdir(args.data_root):
-            raise ScalePolicyToolError(
-                f'--data-root {args.data_root!r} is not a folder; pass the '
-                'dataset root (e.g. data/imagenet or data/demo/coco)')
+    if args.data_root is not None:  # a folder (check_evaluation_options)
         dataset['data_root'] = args.data_root
     if args.ann_file is not None:
         dataset['ann_file'] = args.ann_file
@@ -187,22 +159,11 @@ def _num_classes(model):
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
-    import torch
-
     from mmelastic.analysis import (NoElasticBlocksError,
                                     find_scale_policy_blocks,
                                     run_scale_policy_analysis)
     from mmelastic.analysis.scale_policy import load_classifier
-    if (args.baseline_config is None) != (args.baseline_checkpoint is None):
-        raise ScalePolicyToolError(
-            'give both --baseline-config and --baseline-checkpoint (or '
-            'neither)')
-    if args.device.startswith('cuda') and not torch.cuda.is_available():
-        raise ScalePolicyToolError(
-            f'--device {args.device}: CUDA is not available here; use '
-            '--device cpu')
-    if args.max_images is not None and args.max_images < 1:
-        raise ScalePolicyToolError('--max-images must be at least 1')
+    check_evaluation_options(args, ScalePolicyToolError)
 
     cfg = load_config(args.config, args.cfg_options)
     loader_cfg = test_dataloader_cfg(cfg, args)

@@ -86,9 +86,6 @@ def parse_args(argv=None):
         'several input sizes, optionally against its baseline')
     parser.add_argument('config', help='config of the model (e.g. Elastic)')
     parser.add_argument('checkpoint', help='its checkpoint (.pth)')
-    parser.add_argument('--baseline-config', help='config of the baseline')
-    parser.add_argument(
-        '--baseline-checkpoint', help='checkpoint of the baseline')
     parser.add_argument(
         '--sizes',
         type=int,
@@ -103,35 +100,12 @@ def parse_args(argv=None):
         '--data-root',
         help='dataset root replacing the test set\'s data_root (e.g. '
         'data/demo/coco), for both models')
-    parser.add_argument(
-        '--max-images',
-        type=int,
-        default=None,
-        help='test on the first N images only')
-    parser.add_argument(
-        '--device', default='cpu', help='cpu, cuda, cuda:1 ... (default: cpu)')
-    parser.add_argument(
-        '--batch-size',
-        type=int,
-        default=None,
-        help='images per batch (default: the test dataloader\'s)')
-    parser.add_argument(
-        '--num-workers',
-        type=int,
-        default=None,
-        help='dataloader workers (default: the test dataloader\'s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=_dict_action(),
-        help='override settings of both configs, key=value (mmengine '
+    _import_mmelastic()
+    from mmelastic.analysis.tool_args import add_evaluation_options
+    add_evaluation_options(
+        parser, 'override settings of both configs, key=value (mmengine '
         'syntax)')
     return parser.parse_args(argv)
-
-
-def _dict_action():
-    from mmengine.config import DictAction
-    return DictAction
 
 
 # ----------------------------------------------------------------------------
@@ -139,14 +113,9 @@ def _dict_action():
 # ----------------------------------------------------------------------------
 def check_args(args):
     """The cheap checks, before anything is built."""
-    if (args.baseline_config is None) != (args.baseline_checkpoint is None):
-        given, missing = (('--baseline-config', '--baseline-checkpoint')
-                          if args.baseline_config is not None else
-                          ('--baseline-checkpoint', '--baseline-config'))
-        raise StressTestError(
-            f'{given} was given without {missing}: give both '
-            '--baseline-config and --baseline-checkpoint (or neither, for '
-            'absolute F1 per size)')
+    from mmelastic.analysis.tool_args import check_evaluation_options
+    check_evaluation_options(
+        args, StressTestError, without_baseline='for absolute F1 per size')
     pairs = [('config', args.config, 'checkpoint', args.checkpoint)]
     if args.baseline_config is not None:
         pairs.append(('baseline config', args.baseline_config,
@@ -169,22 +138,6 @@ def check_args(args):
     if len(set(args.sizes)) != len(args.sizes):
         raise StressTestError(f'--sizes {args.sizes} has repeated sizes; '
                               'give each size once')
-    if args.max_images is not None and args.max_images < 1:
-        raise StressTestError('--max-images must be at least 1')
-    if args.batch_size is not None and args.batch_size < 1:
-        raise StressTestError('--batch-size must be at least 1')
-    if args.num_workers is not None and args.num_workers < 0:
-        raise StressTestError('--num-workers must be 0 or more')
-    if args.data_root is not None and not osp.isdir(args.data_root):
-        raise StressTestError(
-            f'--data-root {args.data_root!r} is not a folder; pass the '
-            'dataset root (e.g. data/coco or data/demo/coco)')
-    if args.device.startswith('cuda'):
-        import torch
-        if not torch.cuda.is_available():
-            raise StressTestError(
-                f'--device {args.device}: CUDA is not available here; use '
-                '--device cpu')
 
 
 def load_config(path, options=None):
