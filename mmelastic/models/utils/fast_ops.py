@@ -60,11 +60,10 @@ def fast_path_enabled():
     (training) and not in inference. Inductor fuses the straightforward
     forward resampling into its own element-wise kernels, which beat the
     fast path's convolutions (ResNeXt50+Elastic compiled inference: 0.89x
-    against 0.73x of mmpretrain's ResNeXt50 with the fast path), but its
-    backward of the pooling and upsampling is slow, so compiled training
-    is faster with the fast path (0.78x against 0.51x). Two parts change
-    while it traces (see :func:`_replicate_pad_1px` and
-    :func:`fused_branches`).
+    against 0.73x of mmpretrain's ResNeXt50 with the fast path), while
+    compiled training is faster with the fast path (0.77x against 0.51x),
+    whose backward passes are convolutions too. Two parts change while it
+    traces (see :func:`_replicate_pad_1px` and :func:`fused_branches`).
     """
     if torch.compiler.is_compiling():
         return _state['enabled'] and torch.is_grad_enabled()
