@@ -56,8 +56,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _import_mmelastic():
-    """Register mmelastic's classes (after the cheap argument checks, so a
-    bad command line fails fast)."""
+    """Register mmelastic's classes (from a checkout too); called once, by
+    :func:`parse_args`, as the shared options live in mmelastic."""
     try:
         import mmelastic  # noqa: F401
     except ImportError as err:
@@ -427,7 +427,6 @@ def main(argv=None):
     start = time.time()
     check_args(args)
     warnings.filterwarnings('ignore')
-    _import_mmelastic()
     from mmengine.logging import MMLogger
     MMLogger.get_current_instance().setLevel(logging.ERROR)
 

@@ -261,14 +261,9 @@ def can_merge_branches(high, low):
     if low is None or low.resample is not None or \
             not can_fuse_branches(high, low):
         return False
-    for name in ('conv1', 'conv2'):
-        a, b = getattr(high, name), getattr(low, name)
-        size = 1 if name == 'conv1' else 3
-        if not (_plain_conv(a, size) and _plain_conv(b, size)):
-            return False
-        if (a.stride, a.padding, a.dilation) != (b.stride, b.padding,
-                                                 b.dilation):
-            return False
+    if not (_twin_plain_convs(high.conv1, low.conv1, 1)
+            and _twin_plain_convs(high.conv2, low.conv2, 3)):
+        return False
     if high.conv1.stride != (1, 1) or high.conv1.groups != 1 or \
             low.conv1.groups != 1:
         return False
@@ -277,6 +272,13 @@ def can_merge_branches(high, low):
         return False
     return _mergeable_norms(high.norm1, low.norm1) and \
         _mergeable_norms(high.norm2, low.norm2)
+
+
+def _twin_plain_convs(a, b, kernel_size):
+    """Plain bias-free ``kernel_size`` convs with the same geometry (the
+    channel halves of one conv)."""
+    return _plain_conv(a, kernel_size) and _plain_conv(b, kernel_size) and \
+        (a.stride, a.padding, a.dilation) == (b.stride, b.padding, b.dilation)
 
 
 def _mergeable_norms(a, b):
@@ -353,12 +355,10 @@ def can_merge_dense_branches(high, low):
     ``nn.BatchNorm2d`` norms with the same settings."""
     if low is None or low.resample is not None:
         return False
-    for name, size in (('conv1', 1), ('conv2', 3)):
-        a, b = getattr(high, name), getattr(low, name)
-        if not (_plain_conv(a, size) and _plain_conv(b, size)):
-            return False
-        if (a.stride, a.padding, a.dilation, a.groups) != \
-                (b.stride, b.padding, b.dilation, b.groups) or a.groups != 1:
+    for a, b, size in ((high.conv1, low.conv1, 1), (high.conv2, low.conv2,
+                                                    3)):
+        if not _twin_plain_convs(a, b, size) or a.groups != 1 or \
+                b.groups != 1:
             return False
     return _mergeable_norms(high.norm2, low.norm2)
 
