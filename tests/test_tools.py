@@ -162,6 +162,50 @@ def test_distributed_config_without_cuda(train_tool, config_path,
     assert 'model_wrapper_cfg' not in cfg
 
 
+@pytest.mark.parametrize('tool_name,method', [('train', 'train'),
+                                              ('test', 'test')])
+@pytest.mark.parametrize('fails', [False, True])
+def test_tools_destroy_the_process_group(tool_name, method, fails,
+                                         config_path, free_port, tmp_path,
+                                         monkeypatch):
+    # A gloo group left to the interpreter's exit can abort the process
+    # (SIGABRT) after the run; the tools destroy it, also after an error.
+    import torch.distributed as dist
+
+    import mmelastic.utils.dist as mm_dist
+    tool = load_tool(tool_name)
+
+    class FakeRunner:
+
+        def run(self):
+            assert dist.is_initialized()  # the group exists during the run
+            if fails:
+                raise RuntimeError('run failed')
+            return {}
+
+    monkeypatch.setattr(tool.Runner, 'from_cfg',
+                        staticmethod(lambda cfg: FakeRunner()))
+    monkeypatch.setattr(FakeRunner, method, FakeRunner.run, raising=False)
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{free_port}', rank=0,
+        world_size=1)
+    try:
+        argv = [config_path('tiny_cls.py')]
+        if tool_name == 'test':
+            (tmp_path / 'unused.pth').write_bytes(b'')  # never loaded
+            argv.append(str(tmp_path / 'unused.pth'))
+        if fails:
+            with pytest.raises(RuntimeError, match='run failed'):
+                tool.main(argv)
+        else:
+            tool.main(argv)
+        assert not dist.is_initialized()
+        assert mm_dist.destroy_distributed() is False  # nothing left
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_test_tool_args(test_tool, config_path, tmp_path):
     from mmengine.config import Config
     ckpt = tmp_path / 'model.pth'

@@ -34,7 +34,7 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmelastic.utils import setup_cpu_distributed
+from mmelastic.utils import destroy_distributed, setup_cpu_distributed
 
 
 def parse_args(argv=None):
@@ -221,7 +221,10 @@ def main(argv=None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
 
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    finally:
+        destroy_distributed()
 
     if args.out and not is_seg and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)

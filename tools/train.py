@@ -33,7 +33,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmelastic.utils import setup_cpu_distributed
+from mmelastic.utils import destroy_distributed, setup_cpu_distributed
 
 
 def parse_args(argv=None):
@@ -212,7 +212,10 @@ def main(argv=None):
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        destroy_distributed()
 
 
 if __name__ == '__main__':

