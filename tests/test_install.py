@@ -332,7 +332,8 @@ def test_constraints_keep_setuptools_below_82():
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize('script', [
     'tools/setup_env.sh', 'tools/run_tests.sh', 'tools/demo.sh',
-    'tools/dist_train.sh', 'tools/dist_test.sh', '.ci/run'
+    'tools/dist_train.sh', 'tools/dist_test.sh', 'tools/dist_launch.sh',
+    '.ci/run'
 ])
 def test_shell_syntax(script):
     proc = subprocess.run(['bash', '-n', str(REPO_ROOT / script)],
@@ -352,7 +353,44 @@ def test_run_tests_fails_when_no_test_runs():
     assert 'no tests ran' in proc.stderr
 
 
-def test_dist_train_usage_error():
-    proc = subprocess.run(['bash', 'tools/dist_train.sh'], cwd=REPO_ROOT,
+@pytest.mark.parametrize('script,argv', [
+    ('tools/dist_train.sh', []), ('tools/dist_train.sh', ['cfg.py']),
+    ('tools/dist_test.sh', ['cfg.py', 'ckpt.pth']),
+    ('tools/dist_launch.sh', ['2'])
+])
+def test_dist_scripts_usage_error(script, argv):
+    proc = subprocess.run(['bash', script, *argv], cwd=REPO_ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and 'usage:' in proc.stderr
+
+
+def test_dist_scripts_torchrun_command(tmp_path):
+    # PYTHON is a stand-in that prints the command line it was given.
+    fake_python = tmp_path / 'python'
+    fake_python.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n'
+                           'echo "PYTHONPATH=$PYTHONPATH"\n')
+    fake_python.chmod(0o755)
+    tools = REPO_ROOT / 'tools'
+
+    def command(script, *argv, **env):
+        proc = subprocess.run(
+            ['bash', f'tools/{script}', *argv], cwd=REPO_ROOT,
+            env=dict(os.environ, PYTHON=str(fake_python), PYTHONPATH='x',
+                     **env),
+            capture_output=True, text=True, check=True)
+        return proc.stdout.splitlines()
+
+    assert command('dist_train.sh', 'cfg.py', '3', '--amp') == [
+        '-m', 'torch.distributed.run', '--nnodes=1', '--node_rank=0',
+        '--master_addr=127.0.0.1', '--nproc_per_node=3',
+        '--master_port=29500', f'{tools}/train.py', 'cfg.py', '--launcher',
+        'pytorch', '--amp', f'PYTHONPATH={REPO_ROOT}:x'
+    ]
+    assert command('dist_test.sh', 'cfg.py', 'ckpt.pth', '2', '--out',
+                   'r.pkl', PORT='1234', NNODES='2', NODE_RANK='1',
+                   MASTER_ADDR='10.0.0.1') == [
+        '-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=1',
+        '--master_addr=10.0.0.1', '--nproc_per_node=2',
+        '--master_port=1234', f'{tools}/test.py', 'cfg.py', 'ckpt.pth',
+        '--launcher', 'pytorch', '--out', 'r.pkl', f'PYTHONPATH={REPO_ROOT}:x'
+    ]

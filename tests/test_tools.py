@@ -183,7 +183,8 @@ def test_tools_destroy_the_process_group(tool_name, method, fails,
                 raise RuntimeError('run failed')
             return {}
 
-    monkeypatch.setattr(tool.Runner, 'from_cfg',
+    from mmengine.runner import Runner
+    monkeypatch.setattr(Runner, 'from_cfg',
                         staticmethod(lambda cfg: FakeRunner()))
     monkeypatch.setattr(FakeRunner, method, FakeRunner.run, raising=False)
     dist.init_process_group(

@@ -8,24 +8,6 @@ if [ $# -lt 2 ]; then
     echo "usage: bash $0 CONFIG NUM_PROCS [tools/train.py options]" >&2
     exit 2
 fi
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-
-# The repo root on PYTHONPATH makes `mmelastic` importable from a checkout
-# that is not pip-installed (as OpenMMLab's dist_train.sh does).
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
-exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$ROOT/tools/train.py" \
-    "$CONFIG" \
+TOOLS="$(cd "$(dirname "$0")" && pwd)"
+exec bash "$TOOLS/dist_launch.sh" "$2" "$TOOLS/train.py" "$1" \
     --launcher pytorch "${@:3}"

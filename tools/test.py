@@ -16,7 +16,6 @@ Examples:
     bash tools/dist_test.sh CONFIG CHECKPOINT 8 --out results.pkl
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from copy import deepcopy
@@ -30,11 +29,12 @@ except ImportError as err:
     import mmelastic  # noqa: F401
 
 import mmengine
-from mmengine.config import Config, ConfigDict, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import Config, ConfigDict
 
 from mmelastic.utils import destroy_distributed, setup_cpu_distributed
+from mmelastic.utils.runner_tool import (add_runner_options, build_runner,
+                                         export_local_rank,
+                                         merge_runner_options)
 
 
 def parse_args(argv=None):
@@ -43,10 +43,6 @@ def parse_args(argv=None):
         'config)')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        '--work-dir',
-        help='the directory to save the evaluation metrics (default: '
-        './work_dirs/<config name>)')
     parser.add_argument(
         '--out',
         help='mmpretrain configs: a .pkl file for the predictions (or the '
@@ -73,25 +69,12 @@ def parse_args(argv=None):
         '--no-pin-memory',
         action='store_true',
         help='disable pin_memory in the dataloader (mmpretrain configs)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_options(
+        parser,
+        work_dir_help='the directory to save the evaluation metrics '
+        '(default: ./work_dirs/<config name>)')
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args)
     if args.out_item is not None and args.out is None:
         parser.error('--out-item needs --out FILE')
     return args
@@ -183,14 +166,7 @@ def merge_args(cfg, args):
     Returns:
         mmengine.Config: The config.
     """
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    merge_runner_options(cfg, args)
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise FileNotFoundError(
             f'checkpoint {args.checkpoint} does not exist; pass a .pth '
@@ -210,10 +186,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
 
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
 
     is_seg = cfg.get('default_scope') == 'mmseg'
     if args.out and not is_seg and (args.out_item or 'pred') == 'pred':

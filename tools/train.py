@@ -14,7 +14,6 @@ Examples:
 """
 import argparse
 import logging
-import os
 import os.path as osp
 import sys
 from copy import deepcopy
@@ -28,22 +27,19 @@ except ImportError as err:
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmelastic  # noqa: F401
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from mmelastic.utils import destroy_distributed, setup_cpu_distributed
+from mmelastic.utils.runner_tool import (add_runner_options, build_runner,
+                                         export_local_rank,
+                                         merge_runner_options)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Train a model (mmpretrain or mmseg config)')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument(
-        '--work-dir',
-        help='the dir to save logs and models (default: '
-        './work_dirs/<config name>)')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -73,33 +69,13 @@ def parse_args(argv=None):
         action='store_true',
         help='disable persistent_workers in the dataloaders (mmpretrain '
         'configs)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
-    # --local_rank (older); torchrun sets LOCAL_RANK instead.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_runner_options(
+        parser,
+        work_dir_help='the dir to save logs and models (default: '
+        './work_dirs/<config name>)')
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args)
     return args
-
-
-def default_work_dir(config_path):
-    """``./work_dirs/<config file name without extension>``."""
-    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
 
 
 def set_mmpretrain_dataloader_defaults(cfg, args):
@@ -142,16 +118,7 @@ def merge_args(cfg, args):
     Returns:
         mmengine.Config: The config.
     """
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    cfg.launcher = args.launcher
-
-    # work_dir priority: CLI > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = default_work_dir(args.config)
+    merge_runner_options(cfg, args)
 
     if args.no_validate:
         cfg.val_cfg = None
@@ -208,10 +175,7 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
 
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     try:
         runner.train()
     finally:
