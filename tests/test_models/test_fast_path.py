@@ -263,19 +263,26 @@ def test_trained_resample_is_never_commuted(monkeypatch):
     assert_close(out, ref)
 
 
-@pytest.mark.parametrize('case', [0, 1])
-def test_block_fast_path_under_torch_compile(case, monkeypatch):
+@pytest.mark.parametrize('case,channels_last', [(0, False), (1, False),
+                                                (0, True)])
+def test_block_fast_path_under_torch_compile(case, channels_last,
+                                             monkeypatch):
     """torch.compile traces the fast path in one graph (no graph break) and
     trains it to the straightforward numbers, down to 2x2 low-resolution
-    maps (on which torch 2.14's Inductor fails for the replicate pad)."""
+    maps (on which torch 2.14's Inductor fails for the replicate pad). In
+    channels-last too, compiled training takes the convolution kernels and
+    the commuted conv3 (uses_channels_last_kernels)."""
     torch._dynamo.reset()
     kwargs, cin, _ = block_cases()[case]
-    x = torch.randn(2, cin, 4, 4)
+    x = as_format(torch.randn(2, cin, 4, 4), channels_last)
     ref_block, fast_block = make_block(kwargs).train(), \
         make_block(kwargs).train()
     ref = run_step(ref_block, x, fast=False)
     compiled = torch.compile(fast_block, fullgraph=True)
+    traced_fused = count_calls(monkeypatch, 'fused_branches')
     out = run_step(compiled, x, fast=True)
+    assert bool(traced_fused) == (case == 0)  # case 0 is elastic
+    monkeypatch.undo()
     assert_close(out[0], ref[0])
     assert_close(out[1], ref[1])
     grads = {n.replace('_orig_mod.', ''): g for n, g in out[2].items()}

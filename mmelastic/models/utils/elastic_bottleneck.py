@@ -24,8 +24,8 @@ from mmengine.model import BaseModule
 from mmpretrain.models.utils import SELayer
 
 from .fast_ops import (can_fuse_branches, can_merge_branches, fast_path,
-                       fast_path_enabled, fused_branches, is_channels_last,
-                       merged_branches)
+                       fast_path_enabled, fused_branches, merged_branches,
+                       uses_channels_last_kernels)
 from .resample import Resample2x, split_channels
 
 
@@ -227,7 +227,7 @@ class ElasticBottleneck(BaseModule):
             if fast and can_merge_branches(self.high, self.low):
                 out = merged_branches(self.high, self.low, x)
             elif fast and can_fuse_branches(self.high, self.low) and \
-                    not is_channels_last(x):
+                    not uses_channels_last_kernels(x):
                 out = fused_branches(self.high, self.low, x)
             else:
                 out = self.high(x)

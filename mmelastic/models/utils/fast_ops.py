@@ -22,7 +22,8 @@ What is here and why (``tools/analysis/benchmark.py`` measures it):
 * :func:`avg_pool_2x` -- ATen's NCHW ``avg_pool2d`` is ~4x slower on a CPU
   than the same 2x2/2 average written as a depthwise convolution with weights
   1/4 (oneDNN), which gives bit-identical results. Channels-last tensors
-  keep ``avg_pool2d`` (its channels-last kernel is the fast one).
+  keep ``avg_pool2d`` (its channels-last kernel is the fast one) in eager
+  mode (see :func:`uses_channels_last_kernels`).
 * :func:`bilinear_up_2x` -- ATen's NCHW bilinear upsampling is ~10x slower
   on a CPU than its channels-last kernel. A bilinear x2 with
   ``align_corners=False`` is a depthwise transposed convolution with the
@@ -31,7 +32,8 @@ What is here and why (``tools/analysis/benchmark.py`` measures it):
   the result differs from ``F.interpolate`` only by float rounding.
 * :func:`nearest_up_2x` -- likewise a depthwise transposed convolution with
   a 2x2 kernel of ones (exact).
-* :func:`fused_branches` -- in an elastic block on NCHW input, the low
+* :func:`fused_branches` -- in an elastic block on NCHW input (any input
+  under ``torch.compile``), the low
   branch's upsampling is moved before its (linear, bias-free) 1x1 conv3, so
   it runs on 4x fewer channels, and both conv3 become one conv.
 * :func:`merged_branches` -- a non-elastic block runs its two branches as
@@ -93,6 +95,21 @@ def is_channels_last(x):
         x.is_contiguous(memory_format=torch.channels_last)
 
 
+def uses_channels_last_kernels(x):
+    """bool: Whether the fast path keeps ATen's resampling for ``x`` (and
+    an elastic block's two conv3 apart) instead of its convolutions.
+
+    It does for channels-last input in eager mode, where ATen's kernels are
+    the fast ones (bilinear x2 of a 8x256x28x28 map: ~4 ms, against ~48 ms
+    in NCHW) and the commuted conv3 was slower. Not while ``torch.compile``
+    traces (which it does with the fast path for training only): Inductor
+    lowers ATen's resampling and its backward to its own loops, while the
+    convolutions stay oneDNN kernels (compiled channels-last training of
+    ResNeXt50+Elastic: 4.50 img/s with the convolutions, 2.91 without).
+    """
+    return is_channels_last(x) and not torch.compiler.is_compiling()
+
+
 def _depthwise_kernel(taps, channels, like):
     """The separable 2D kernel ``taps taps^T`` for every channel."""
     k = torch.tensor(taps, dtype=like.dtype, device=like.device)
@@ -102,7 +119,7 @@ def _depthwise_kernel(taps, channels, like):
 
 def avg_pool_2x(x):
     """2x2 average pooling with stride 2 of an even-sized ``x``."""
-    if is_channels_last(x):
+    if uses_channels_last_kernels(x):
         return F.avg_pool2d(x, 2, 2)
     channels = x.shape[1]
     weight = x.new_full((channels, 1, 2, 2), 0.25)
@@ -111,7 +128,7 @@ def avg_pool_2x(x):
 
 def bilinear_up_2x(x):
     """Bilinear x2 upsampling (``align_corners=False``), size ``2H x 2W``."""
-    if is_channels_last(x):
+    if uses_channels_last_kernels(x):
         return F.interpolate(
             x, scale_factor=2, mode='bilinear', align_corners=False)
     channels = x.shape[1]
@@ -143,7 +160,7 @@ def _replicate_pad_1px(x):
 
 def nearest_up_2x(x):
     """Nearest-neighbour x2 upsampling, size ``2H x 2W``."""
-    if is_channels_last(x):
+    if uses_channels_last_kernels(x):
         return F.interpolate(x, scale_factor=2, mode='nearest')
     channels = x.shape[1]
     weight = x.new_ones((channels, 1, 2, 2))
