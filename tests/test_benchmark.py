@@ -201,3 +201,30 @@ def test_straightforward_rows(tmp_path, run_cmd):
         ('tiny_elastic', True), ('tiny_elastic:straightforward', False)
     ]
     assert 'tiny_elastic:straightforward' in proc.stdout
+
+
+def test_freeze_needs_compiled_inference(tmp_path, capsys):
+    configs = write_tiny_configs(tmp_path)
+    models = [('tiny_plain', configs[0])]
+    with pytest.raises(bm.BenchmarkError, match='add --compile'):
+        bm.run_benchmark(models, freeze=True, modes=['infer'])
+    with pytest.raises(bm.BenchmarkError, match='add --mode infer'):
+        bm.run_benchmark(models, compile=True, freeze=True)
+    tool = load_tool()
+    assert tool.main(configs + ['--compile', '--freeze', '--no-memory']) == 2
+    assert 'add --mode infer' in capsys.readouterr().err
+
+
+def test_freeze_run(tmp_path, run_cmd):
+    """--compile --freeze compiles with Inductor's freezing (an option
+    name torch accepts) and says so in the table."""
+    configs = write_tiny_configs(tmp_path)
+    out = tmp_path / 'bench.json'
+    proc = run_cmd([
+        'python', TOOL, configs[0], '--compile', '--freeze', '--mode',
+        'infer', '--size', '32', '--batch', '1', '--reps', '1', '--warmup',
+        '0', '--no-memory', '--threads', '1', '--json', out
+    ], timeout=600)
+    result = json.loads(out.read_text())
+    assert result['settings']['freeze'] is True
+    assert 'compile True (freezing)' in proc.stdout

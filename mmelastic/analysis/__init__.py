@@ -1,5 +1,5 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-from .complexity import model_complexity
+from .complexity import feature_map_traffic, model_complexity
 from .paper import IMAGENET as PAPER_IMAGENET
 from .scale_policy import (NoElasticBlocksError, ScalePolicyRecorder,
                            ScalePolicyResults, collect_scale_policy,
@@ -8,7 +8,8 @@ from .scale_policy_report import (run_scale_policy_analysis,
                                   write_scale_policy_report)
 
 __all__ = [
-    'model_complexity', 'PAPER_IMAGENET', 'ScalePolicyRecorder',
+    'model_complexity', 'feature_map_traffic', 'PAPER_IMAGENET',
+    'ScalePolicyRecorder',
     'ScalePolicyResults', 'NoElasticBlocksError', 'find_scale_policy_blocks',
     'collect_scale_policy', 'load_classifier', 'run_scale_policy_analysis',
     'write_scale_policy_report'

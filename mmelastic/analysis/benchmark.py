@@ -168,7 +168,7 @@ class ModelRunner:
 
     def __init__(self, name, config, device, batch, size, amp=False,
                  channels_last=False, compile=False, seed=0,
-                 fast_path=True):
+                 fast_path=True, freeze=False):
         self.name, self.config, self.batch = name, config, batch
         self.fast_path = fast_path
         self.device = torch.device(device)
@@ -181,7 +181,11 @@ class ModelRunner:
         self.model = model
         self.fn = TensorForward(model)
         if compile:
-            self.fn = torch.compile(self.fn)
+            # Freezing (inference graphs only) treats the weights as
+            # constants: BN folds into the convs, ReLUs and sums fuse into
+            # oneDNN convs.
+            self.fn = torch.compile(
+                self.fn, options=dict(freezing=True) if freeze else None)
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
         self.amp = amp
@@ -277,7 +281,7 @@ def _ru_maxrss_mb():
 
 def memory_probe(config, modes=MODES, device='cpu', batch=8, size=224,
                  amp=False, channels_last=False, compile=False,
-                 threads=None, fast_path=True):
+                 threads=None, fast_path=True, freeze=False):
     """Peak memory of one step per mode; run it in a fresh process.
 
     On CPU, ``peak_mb`` is the process's peak resident set size during the
@@ -291,7 +295,8 @@ def memory_probe(config, modes=MODES, device='cpu', batch=8, size=224,
     if threads:
         torch.set_num_threads(threads)
     runner = ModelRunner('probe', config, device, batch, size, amp,
-                         channels_last, compile, fast_path=fast_path)
+                         channels_last, compile, fast_path=fast_path,
+                         freeze=freeze)
     out = dict(params=runner.params)
     for mode in modes:
         runner.set_mode(mode)
@@ -358,7 +363,7 @@ def run_memory_probe(config, timeout=900, **kwargs):
 def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
                   channels_last=False, compile=False, threads=None,
                   warmup=2, reps=5, modes=MODES, memory=True,
-                  straightforward=False, log=None):
+                  straightforward=False, freeze=False, log=None):
     """Time every model, interleaved, and probe its peak memory.
 
     Args:
@@ -372,6 +377,8 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         straightforward (bool): Also time every model with mmelastic's fast
             path off (:func:`mmelastic.models.utils.fast_path`), as a row
             ``NAME:straightforward`` right after it, in the same rounds.
+        freeze (bool): With ``compile`` and inference only: compile with
+            Inductor's freezing, for every model.
         log (callable, optional): Called with one progress line at a time.
 
     Returns:
@@ -387,12 +394,20 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         raise BenchmarkError('need --reps >= 1, --warmup >= 0, --batch >= 1 '
                              'and --size >= 1')
     modes = [m for m in MODES if m in modes]
+    if freeze and not compile:
+        raise BenchmarkError('--freeze is an option of --compile; add '
+                             '--compile')
+    if freeze and modes != ['infer']:
+        raise BenchmarkError(
+            '--freeze times inference only (a frozen graph keeps the '
+            'weights it was compiled with, and freezing does not apply to '
+            'training graphs); add --mode infer')
     dev = check_device(device)
     if threads:
         torch.set_num_threads(threads)
     settings = dict(
         device=str(dev), batch=batch, size=size, amp=amp,
-        channels_last=channels_last, compile=compile,
+        channels_last=channels_last, compile=compile, freeze=freeze,
         straightforward=straightforward,
         threads=torch.get_num_threads(), warmup=warmup, reps=reps,
         modes=modes, torch=torch.__version__,
@@ -408,7 +423,7 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         start = time.perf_counter()
         runners.append(
             ModelRunner(name, config, dev, batch, size, amp, channels_last,
-                        compile, fast_path=fast))
+                        compile, fast_path=fast, freeze=freeze))
         log(f'built {name} ({runners[-1].params / 1e6:.2f}M params) in '
             f'{time.perf_counter() - start:.1f}s')
 
@@ -449,7 +464,7 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             res['memory'] = run_memory_probe(
                 config, modes=modes, device=str(dev), batch=batch, size=size,
                 amp=amp, channels_last=channels_last, compile=compile,
-                threads=settings['threads'], fast_path=fast)
+                threads=settings['threads'], fast_path=fast, freeze=freeze)
             res['memory'].pop('params', None)
             log(f'memory probe {name}: ' + ', '.join(
                 f'{m} peak {res["memory"][m]["peak_mb"]:.0f} MB'
@@ -499,7 +514,9 @@ def format_table(result):
         + f", batch {settings['batch']}, {settings['size']}x"
         f"{settings['size']}, {settings['threads']} threads, amp "
         f"{settings['amp']}, channels_last {settings['channels_last']}, "
-        f"compile {settings['compile']}, torch {settings['torch']}; "
+        f"compile {settings['compile']}"
+        + (' (freezing)' if settings.get('freeze') else '')
+        + f", torch {settings['torch']}; "
         f"median of {settings['reps']} interleaved (ABBA) reps after "
         f"{settings['warmup']} warm-up rounds; IQR = quartiles q1-q3; "
         f"ratio = median img/s / {ref}'s" + mem_note)

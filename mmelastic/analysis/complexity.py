@@ -1,7 +1,9 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""Parameter and FLOP counts of whole models built from configs."""
+"""Parameter, FLOP and feature-map traffic counts of whole models."""
 import torch
 from mmengine.analysis import get_model_complexity_info
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 
 class _TensorForward(torch.nn.Module):
@@ -46,3 +48,87 @@ def model_complexity(model, shape=(224, 224)):
             show_table=False,
             show_arch=False)
     return dict(params=params, flops=int(info['flops']))
+
+
+class _CountWrites(TorchDispatchMode):
+    """Count the elements every non-view ATen op writes (in-place ops
+    included: they write their output over their input)."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            self.elements += sum(
+                t.numel() for t in tree_leaves(out)
+                if isinstance(t, torch.Tensor))
+        return out
+
+
+def feature_map_traffic(model, shape=(224, 224)):
+    """How much feature-map memory a model's forward pass writes and keeps.
+
+    FLOPs do not predict wall-clock time where layers are limited by memory
+    traffic (batch norms, ReLUs, residual sums, resampling, grouped and
+    thin 1x1 convolutions on a CPU). Two counts that do, per image, on the
+    path that runs (the fast path unless it is switched off):
+
+    * ``written``: elements written by every ATen op of an inference
+      forward pass (views excluded, in-place ops included);
+    * ``saved_bytes``: bytes of the tensors autograd keeps for the backward
+      pass of a training forward pass (parameters excluded; a storage kept
+      by several ops counted once) -- the activation memory of a training
+      step.
+
+    Both are the growth from batch size 2 to 4, halved: what every further
+    image adds. That leaves out work done once per batch (weights the fast
+    path concatenates, per-channel statistics), and batch norms can train
+    on 1x1 maps.
+
+    The model is left in eval mode, its BN running statistics as they were.
+
+    Args:
+        model (nn.Module): An mmpretrain classifier or mmseg segmentor.
+        shape (tuple[int, int]): Input height and width. Default: (224, 224).
+
+    Returns:
+        dict: ``written`` (int) and ``saved_bytes`` (int).
+    """
+    forward = _TensorForward(model)
+    param = next(model.parameters())
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def count(batch):
+        inputs = torch.randn(batch, 3, *shape, dtype=param.dtype,
+                             device=param.device)
+        model.eval()
+        counter = _CountWrites()
+        with torch.no_grad(), counter:
+            forward(inputs)
+
+        saved = {}
+
+        def pack(tensor):
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() not in params:
+                saved[storage.data_ptr()] = storage.nbytes()
+            return tensor
+
+        model.train()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            forward(inputs)
+        return counter.elements, sum(saved.values())
+
+    buffers = [(b, b.clone()) for b in model.buffers()]
+    try:
+        written2, saved2 = count(2)
+        written4, saved4 = count(4)
+    finally:
+        with torch.no_grad():
+            for buffer, before in buffers:
+                buffer.copy_(before)
+        model.eval()
+    return dict(written=(written4 - written2) // 2,
+                saved_bytes=(saved4 - saved2) // 2)

@@ -10,6 +10,8 @@ Examples:
         configs/imagenet/dla60x_elastic.py --mode infer --reps 10
     python tools/analysis/benchmark.py --models resnext50 resnext50_elastic \
         --device cuda --batch 64 --amp --channels-last --json bench.json
+    python tools/analysis/benchmark.py --models resnext50_mmpretrain \
+        resnext50_elastic --compile --freeze --mode infer
 
 Every model is timed in this one process, in ABBA rounds (the given order,
 then reversed, ...; one step of every model per round) after warm-up
@@ -50,6 +52,11 @@ def parse_args(argv=None):
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument(
         '--compile', action='store_true', help='torch.compile the models')
+    parser.add_argument(
+        '--freeze', action='store_true',
+        help='with --compile --mode infer: compile with Inductor freezing '
+        '(weights as constants, BN folded into the convs, ReLUs and sums '
+        'fused into them), for every model')
     parser.add_argument(
         '--threads', type=int, help='torch.set_num_threads (default: '
         "torch's)")
@@ -103,6 +110,7 @@ def main(argv=None):
             modes=modes,
             memory=not args.no_memory,
             straightforward=args.straightforward,
+            freeze=args.freeze,
             log=log)
     except BenchmarkError as e:
         print(f'benchmark.py: error: {e}', file=sys.stderr)

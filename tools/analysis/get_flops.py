@@ -6,9 +6,16 @@ Examples:
     python tools/analysis/get_flops.py --all configs/imagenet --markdown
     python tools/analysis/get_flops.py configs/imagenet/resnext50.py \
         --shape 448 320
+    python tools/analysis/get_flops.py --traffic \
+        configs/imagenet/resnext50_mmpretrain.py \
+        configs/imagenet/resnext50_elastic.py
 
 FLOPs are mmengine's count at batch size 1, one multiply-add = one FLOP, for
 the whole model (backbone, neck and classifier), as in the paper's tables.
+``--traffic`` adds what predicts speed where FLOPs do not (memory-bound
+layers on a CPU): the feature-map elements an inference forward pass writes
+and the activation memory a training forward pass keeps for its backward
+pass (see ``mmelastic.analysis.feature_map_traffic``).
 """
 import argparse
 import json
@@ -23,7 +30,8 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.registry import MODELS, init_default_scope
 
-from mmelastic.analysis import PAPER_IMAGENET, model_complexity
+from mmelastic.analysis import (PAPER_IMAGENET, feature_map_traffic,
+                                model_complexity)
 
 
 def parse_args():
@@ -36,6 +44,9 @@ def parse_args():
         help='input size: one value (square) or H W. Default: 224')
     parser.add_argument(
         '--markdown', action='store_true', help='print a Markdown table')
+    parser.add_argument(
+        '--traffic', action='store_true',
+        help='also count feature-map writes and activation memory')
     parser.add_argument('--json', metavar='FILE', help='also write JSON')
     args = parser.parse_args()
     if args.all:
@@ -79,21 +90,29 @@ def main():
         start = time.time()
         print(f'[{i}/{len(args.configs)}] {name} ...', end=' ', flush=True,
               file=sys.stderr)
-        result = model_complexity(build_model(config), tuple(args.shape))
+        model = build_model(config)
+        result = model_complexity(model, tuple(args.shape))
+        if args.traffic:
+            result.update(feature_map_traffic(model, tuple(args.shape)))
         print(f'{time.time() - start:.0f}s', file=sys.stderr)
         paper = PAPER_IMAGENET.get(name)
-        rows.append(
-            dict(
-                config=config,
-                name=name,
-                params=result['params'],
-                flops=result['flops'],
-                paper_params_m=paper[0] if paper else None,
-                paper_flops_b=paper[1] if paper else None,
-                paper_source=paper[4] if paper else None))
+        row = dict(
+            config=config,
+            name=name,
+            params=result['params'],
+            flops=result['flops'],
+            paper_params_m=paper[0] if paper else None,
+            paper_flops_b=paper[1] if paper else None,
+            paper_source=paper[4] if paper else None)
+        if args.traffic:
+            row.update(written=result['written'],
+                       saved_bytes=result['saved_bytes'])
+        rows.append(row)
     shape = 'x'.join(map(str, args.shape))
     header = ['model', 'params', 'params (M)', 'paper params',
               f'FLOPs @{shape}', 'paper FLOPs', 'source']
+    if args.traffic:
+        header += ['writes (M elements)', 'saved for backward (MB)']
     lines = []
     for r in rows:
         lines.append([
@@ -102,6 +121,10 @@ def main():
             f"{r['flops'] / 1e9:.3f}G", fmt_paper(r['paper_flops_b'], 'B'),
             r['paper_source'] or '–'
         ])
+        if args.traffic:
+            lines[-1] += [
+                f"{r['written'] / 1e6:.2f}", f"{r['saved_bytes'] / 2**20:.1f}"
+            ]
     if args.markdown:
         print('| ' + ' | '.join(header) + ' |')
         print('|' + '---|' * len(header))
