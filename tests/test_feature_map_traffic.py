@@ -29,6 +29,8 @@ def test_counts_of_a_plain_net():
     # Written: conv1 (4 maps), the in-place ReLU over them (4), conv2 (2);
     # the flatten is a view.
     assert counts['written'] == (4 + 4 + 2) * h * w
+    assert counts['written_by_op'] == dict(convolution=(4 + 2) * h * w,
+                                           relu_=4 * h * w)
     # Saved: conv1's input (3 maps) and the ReLU's output (4), which conv2
     # keeps too (one storage, counted once); no weights.
     assert counts['saved_bytes'] == (3 + 4) * h * w * 4
@@ -74,6 +76,7 @@ def test_get_flops_traffic_columns(tmp_path, config_path, run_cmd):
     model = MODELS.build(cfg.model)
     assert row['flops'] == model_complexity(model, (32, 32))['flops']
     expected = feature_map_traffic(model, (32, 32))
-    assert (row['written'], row['saved_bytes']) == \
-        (expected['written'], expected['saved_bytes'])
+    assert (row['written'], row['written_by_op'], row['saved_bytes']) == \
+        (expected['written'], expected['written_by_op'],
+         expected['saved_bytes'])
     assert row['written'] > 0 and row['saved_bytes'] > 0

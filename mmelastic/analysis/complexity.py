@@ -1,5 +1,7 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
 """Parameter, FLOP and feature-map traffic counts of whole models."""
+from collections import Counter
+
 import torch
 from mmengine.analysis import get_model_complexity_info
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -52,16 +54,16 @@ def model_complexity(model, shape=(224, 224)):
 
 class _CountWrites(TorchDispatchMode):
     """Count the elements every non-view ATen op writes (in-place ops
-    included: they write their output over their input)."""
+    included: they write their output over their input), per op."""
 
     def __init__(self):
         super().__init__()
-        self.elements = 0
+        self.by_op = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if not func.is_view:
-            self.elements += sum(
+            self.by_op[func.overloadpacket.__name__] += sum(
                 t.numel() for t in tree_leaves(out)
                 if isinstance(t, torch.Tensor))
         return out
@@ -94,7 +96,9 @@ def feature_map_traffic(model, shape=(224, 224)):
         shape (tuple[int, int]): Input height and width. Default: (224, 224).
 
     Returns:
-        dict: ``written`` (int) and ``saved_bytes`` (int).
+        dict: ``written`` (int), ``written_by_op`` (dict: ATen op name, e.g.
+        ``'native_batch_norm'``, to its part of ``written``, largest first)
+        and ``saved_bytes`` (int).
     """
     forward = _TensorForward(model)
     param = next(model.parameters())
@@ -119,7 +123,7 @@ def feature_map_traffic(model, shape=(224, 224)):
         model.train()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             forward(inputs)
-        return counter.elements, sum(saved.values())
+        return counter.by_op, sum(saved.values())
 
     buffers = [(b, b.clone()) for b in model.buffers()]
     try:
@@ -130,5 +134,8 @@ def feature_map_traffic(model, shape=(224, 224)):
             for buffer, before in buffers:
                 buffer.copy_(before)
         model.eval()
-    return dict(written=(written4 - written2) // 2,
+    by_op = {op: (written4[op] - written2[op]) // 2 for op in written4}
+    by_op = dict(sorted(((op, n) for op, n in by_op.items() if n),
+                        key=lambda item: -item[1]))
+    return dict(written=sum(by_op.values()), written_by_op=by_op,
                 saved_bytes=(saved4 - saved2) // 2)

@@ -15,7 +15,8 @@ the whole model (backbone, neck and classifier), as in the paper's tables.
 ``--traffic`` adds what predicts speed where FLOPs do not (memory-bound
 layers on a CPU): the feature-map elements an inference forward pass writes
 and the activation memory a training forward pass keeps for its backward
-pass (see ``mmelastic.analysis.feature_map_traffic``).
+pass (see ``mmelastic.analysis.feature_map_traffic``); ``--json`` also
+holds the writes per ATen op (``written_by_op``).
 """
 import argparse
 import json
@@ -106,6 +107,7 @@ def main():
             paper_source=paper[4] if paper else None)
         if args.traffic:
             row.update(written=result['written'],
+                       written_by_op=result['written_by_op'],
                        saved_bytes=result['saved_bytes'])
         rows.append(row)
     shape = 'x'.join(map(str, args.shape))
