@@ -105,7 +105,8 @@ def uses_channels_last_kernels(x):
     traces (which it does with the fast path for training only): Inductor
     lowers ATen's resampling and its backward to its own loops, while the
     convolutions stay oneDNN kernels (compiled channels-last training of
-    ResNeXt50+Elastic: 4.50 img/s with the convolutions, 2.91 without).
+    ResNeXt50+Elastic: 4.72 img/s with the convolutions, 2.91 without;
+    docs/performance.md).
     """
     return is_channels_last(x) and not torch.compiler.is_compiling()
 
