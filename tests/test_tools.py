@@ -207,6 +207,33 @@ def test_tools_destroy_the_process_group(tool_name, method, fails,
             dist.destroy_process_group()
 
 
+def test_finish_distributed_on_cpu(tmp_path):
+    """A finished CPU-distributed process leaves without interpreter
+    teardown (no atexit handlers), its output and logs flushed; other
+    runs return."""
+    code = (
+        'import atexit, logging, sys\n'
+        'import torch\n'
+        'torch.cuda.is_available = lambda: False\n'
+        'from mmelastic.utils import finish_distributed\n'
+        'atexit.register(lambda: print("atexit ran"))\n'
+        'logger = logging.getLogger("exit_test")\n'
+        'logger.addHandler(logging.FileHandler(sys.argv[1]))\n'
+        'logger.warning("logged")\n'
+        'print("before", end="")\n'
+        'finish_distributed("none")\n'
+        'print(" returned", end="")\n'
+        'finish_distributed("pytorch")\n'
+        'print("not reached")\n')
+    log = tmp_path / 'exit.log'
+    proc = subprocess.run([sys.executable, '-c', code, str(log)],
+                          cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == 'before returned'  # flushed; no atexit output
+    assert log.read_text() == 'logged\n'
+
+
 def test_test_tool_args(test_tool, config_path, tmp_path):
     from mmengine.config import Config
     ckpt = tmp_path / 'model.pth'

@@ -31,7 +31,8 @@ except ImportError as err:
 import mmengine
 from mmengine.config import Config, ConfigDict
 
-from mmelastic.utils import destroy_distributed, setup_cpu_distributed
+from mmelastic.utils import (destroy_distributed, finish_distributed,
+                             setup_cpu_distributed)
 from mmelastic.utils.runner_tool import (add_runner_options, build_runner,
                                          export_local_rank,
                                          merge_runner_options)
@@ -196,11 +197,12 @@ def main(argv=None):
 
     try:
         metrics = runner.test()
-    finally:
+        if args.out and not is_seg and args.out_item == 'metrics':
+            mmengine.dump(metrics, args.out)
+    except BaseException:
         destroy_distributed()
-
-    if args.out and not is_seg and args.out_item == 'metrics':
-        mmengine.dump(metrics, args.out)
+        raise
+    finish_distributed(args.launcher)
 
 
 if __name__ == '__main__':

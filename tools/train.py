@@ -30,7 +30,8 @@ except ImportError as err:
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from mmelastic.utils import destroy_distributed, setup_cpu_distributed
+from mmelastic.utils import (destroy_distributed, finish_distributed,
+                             setup_cpu_distributed)
 from mmelastic.utils.runner_tool import (add_runner_options, build_runner,
                                          export_local_rank,
                                          merge_runner_options)
@@ -178,8 +179,10 @@ def main(argv=None):
     runner = build_runner(cfg)
     try:
         runner.train()
-    finally:
+    except BaseException:
         destroy_distributed()
+        raise
+    finish_distributed(args.launcher)
 
 
 if __name__ == '__main__':

@@ -3,11 +3,12 @@
 under torch's ``weights_only=True`` default (see :mod:`.checkpoint`)."""
 from .checkpoint import (checkpoint_safe_globals,
                          register_checkpoint_safe_globals)
-from .dist import destroy_distributed, setup_cpu_distributed
+from .dist import (destroy_distributed, finish_distributed,
+                   setup_cpu_distributed)
 
 register_checkpoint_safe_globals()
 
 __all__ = [
-    'checkpoint_safe_globals', 'destroy_distributed',
+    'checkpoint_safe_globals', 'destroy_distributed', 'finish_distributed',
     'register_checkpoint_safe_globals', 'setup_cpu_distributed'
 ]

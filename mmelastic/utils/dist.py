@@ -107,7 +107,9 @@ def destroy_distributed():
     the process with ``terminate called without an active exception``
     (SIGABRT), after the work has finished: in a two-process torchrun of a
     script that only all-reduces, 3 of 30 runs ended that way, and none of
-    40 with this call. mmengine's Runner never destroys the group.
+    40 with this call. mmengine's Runner never destroys the group. The
+    tools call it after an error; after a successful run they call
+    :func:`finish_distributed`.
 
     Returns:
         bool: Whether a process group was destroyed.
@@ -116,3 +118,35 @@ def destroy_distributed():
         return False
     torch_dist.destroy_process_group()
     return True
+
+
+def finish_distributed(launcher):
+    """End a tool's successful run: leave a distributed CPU run's process
+    without interpreter teardown; elsewhere destroy the process group.
+
+    In a distributed run on CPUs (``launcher`` other than ``'none'``, no
+    CUDA) it waits for the other ranks (a barrier), flushes the standard
+    streams and the logging handlers and leaves with ``os._exit(0)``. A
+    rank of a two-process gloo run with ``tools/dist_train.sh``
+    occasionally aborted after all of its work was done, while the process
+    group or the interpreter shut down (``terminate called without an
+    active exception``, SIGABRT), which fails the whole launch; destroying
+    the group first (:func:`destroy_distributed`) did not prevent it in
+    CI. Leaving this way runs no C++ destructors and no ``atexit``
+    handlers; the Runner has closed its hooks, visualizer and loggers by
+    then. Elsewhere it calls :func:`destroy_distributed` and returns.
+
+    Args:
+        launcher (str): The tool's ``--launcher``.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        destroy_distributed()
+        return
+    import logging
+    import sys
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    logging.shutdown()
+    os._exit(0)
