@@ -31,8 +31,7 @@ except ImportError as err:
 import mmengine
 from mmengine.config import Config, ConfigDict
 
-from mmelastic.utils import (destroy_distributed, finish_distributed,
-                             setup_cpu_distributed)
+from mmelastic.utils import distributed_run, setup_cpu_distributed
 from mmelastic.utils.runner_tool import (add_runner_options, build_runner,
                                          export_local_rank,
                                          merge_runner_options)
@@ -195,14 +194,10 @@ def main(argv=None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
 
-    try:
+    with distributed_run(args.launcher):
         metrics = runner.test()
         if args.out and not is_seg and args.out_item == 'metrics':
             mmengine.dump(metrics, args.out)
-    except BaseException:
-        destroy_distributed()
-        raise
-    finish_distributed(args.launcher)
 
 
 if __name__ == '__main__':

@@ -30,8 +30,7 @@ except ImportError as err:
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from mmelastic.utils import (destroy_distributed, finish_distributed,
-                             setup_cpu_distributed)
+from mmelastic.utils import distributed_run, setup_cpu_distributed
 from mmelastic.utils.runner_tool import (add_runner_options, build_runner,
                                          export_local_rank,
                                          merge_runner_options)
@@ -177,12 +176,8 @@ def main(argv=None):
     cfg = merge_args(cfg, args)
 
     runner = build_runner(cfg)
-    try:
+    with distributed_run(args.launcher):
         runner.train()
-    except BaseException:
-        destroy_distributed()
-        raise
-    finish_distributed(args.launcher)
 
 
 if __name__ == '__main__':

@@ -3,12 +3,13 @@
 under torch's ``weights_only=True`` default (see :mod:`.checkpoint`)."""
 from .checkpoint import (checkpoint_safe_globals,
                          register_checkpoint_safe_globals)
-from .dist import (destroy_distributed, finish_distributed,
+from .dist import (destroy_distributed, distributed_run, finish_distributed,
                    setup_cpu_distributed)
 
 register_checkpoint_safe_globals()
 
 __all__ = [
-    'checkpoint_safe_globals', 'destroy_distributed', 'finish_distributed',
+    'checkpoint_safe_globals', 'destroy_distributed', 'distributed_run',
+    'finish_distributed',
     'register_checkpoint_safe_globals', 'setup_cpu_distributed'
 ]

@@ -18,6 +18,7 @@ Runner is built. It changes nothing where CUDA is available.
 """
 import datetime
 import os
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as torch_dist
@@ -108,8 +109,7 @@ def destroy_distributed():
     (SIGABRT), after the work has finished: in a two-process torchrun of a
     script that only all-reduces, 3 of 30 runs ended that way, and none of
     40 with this call. mmengine's Runner never destroys the group. The
-    tools call it after an error; after a successful run they call
-    :func:`finish_distributed`.
+    tools call it through :func:`distributed_run`.
 
     Returns:
         bool: Whether a process group was destroyed.
@@ -150,3 +150,20 @@ def finish_distributed(launcher):
         stream.flush()
     logging.shutdown()
     os._exit(0)
+
+
+@contextmanager
+def distributed_run(launcher):
+    """Wrap a tool's run: after an error, destroy the process group and
+    re-raise; after success, :func:`finish_distributed` (which leaves the
+    process in a distributed CPU run).
+
+    Args:
+        launcher (str): The tool's ``--launcher``.
+    """
+    try:
+        yield
+    except BaseException:
+        destroy_distributed()
+        raise
+    finish_distributed(launcher)

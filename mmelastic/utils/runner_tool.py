@@ -3,9 +3,8 @@
 
 Both take ``--work-dir``, ``--cfg-options``, ``--launcher`` and
 ``--local-rank`` as OpenMMLab's own tools do, resolve the work directory the
-same way, build the Runner the same way and must destroy the process group
-when they are done (see :func:`~mmelastic.utils.dist.destroy_distributed`,
-which they call themselves).
+same way and build the Runner the same way. Both run it inside
+:func:`~mmelastic.utils.dist.distributed_run`, which ends the process group.
 """
 import os
 import os.path as osp
