@@ -45,7 +45,10 @@ What is here and why (``tools/analysis/benchmark.py`` measures it):
   (in :class:`ElasticDenseLayer`).
 
 ``torch.compile`` traces the fast path for training, not for inference (see
-:func:`fast_path_enabled`).
+:func:`fast_path_enabled`). While it traces, the three resampling functions
+are written as strided slices and sums instead
+(:func:`_avg_pool_2x_elementwise` and the two after it), which Inductor
+fuses into its own kernels.
 """
 from contextlib import contextmanager
 
@@ -64,8 +67,10 @@ def fast_path_enabled():
     fast path's convolutions (ResNeXt50+Elastic compiled inference: 0.89x
     against 0.73x of mmpretrain's ResNeXt50 with the fast path), while
     compiled training is faster with the fast path (0.77x against 0.51x),
-    whose backward passes are convolutions too. Two parts change while it
-    traces (see :func:`_replicate_pad_1px` and :func:`fused_branches`).
+    whose backward passes are convolutions or element-wise too. Two parts
+    change while it traces: the resampling is written element-wise for
+    Inductor to fuse (:func:`avg_pool_2x`), and :func:`fused_branches` uses
+    plain autograd.
     """
     if torch.compiler.is_compiling():
         return _state['enabled'] and torch.is_grad_enabled()
@@ -103,10 +108,11 @@ def uses_channels_last_kernels(x):
     the fast ones (bilinear x2 of a 8x256x28x28 map: ~4 ms, against ~48 ms
     in NCHW) and the commuted conv3 was slower. Not while ``torch.compile``
     traces (which it does with the fast path for training only): Inductor
-    lowers ATen's resampling and its backward to its own loops, while the
-    convolutions stay oneDNN kernels (compiled channels-last training of
-    ResNeXt50+Elastic: 4.72 img/s with the convolutions, 2.91 without;
-    docs/performance.md).
+    lowers ATen's resampling and its backward to slow loops of its own, so
+    there the resampling is written element-wise for Inductor to fuse and
+    the conv3 are commuted in either format (compiled channels-last training
+    of ResNeXt50+Elastic: 4.72 img/s with the commuted conv3 and
+    convolution kernels, 2.91 with ATen's kernels; docs/performance.md).
     """
     return is_channels_last(x) and not torch.compiler.is_compiling()
 
@@ -120,6 +126,8 @@ def _depthwise_kernel(taps, channels, like):
 
 def avg_pool_2x(x):
     """2x2 average pooling with stride 2 of an even-sized ``x``."""
+    if torch.compiler.is_compiling():
+        return _avg_pool_2x_elementwise(x)
     if uses_channels_last_kernels(x):
         return F.avg_pool2d(x, 2, 2)
     channels = x.shape[1]
@@ -129,6 +137,8 @@ def avg_pool_2x(x):
 
 def bilinear_up_2x(x):
     """Bilinear x2 upsampling (``align_corners=False``), size ``2H x 2W``."""
+    if torch.compiler.is_compiling():
+        return _bilinear_up_2x_elementwise(x)
     if uses_channels_last_kernels(x):
         return F.interpolate(
             x, scale_factor=2, mode='bilinear', align_corners=False)
@@ -146,26 +156,62 @@ def bilinear_up_2x(x):
 
 
 def _replicate_pad_1px(x):
-    """``F.pad(x, (1, 1, 1, 1), mode='replicate')``.
-
-    While ``torch.compile`` traces, the edge rows and columns are
-    concatenated instead: torch 2.14's Inductor fails on the backward of the
-    replicate pad for 2x2 maps (``assert_size_stride`` in
-    ``replication_pad2d_backward``). In eager mode the pad is ~2x faster.
-    """
-    if not torch.compiler.is_compiling():
-        return F.pad(x, (1, 1, 1, 1), mode='replicate')
-    x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], dim=-2)
-    return torch.cat([x[..., :1], x, x[..., -1:]], dim=-1)
+    """``F.pad(x, (1, 1, 1, 1), mode='replicate')``."""
+    return F.pad(x, (1, 1, 1, 1), mode='replicate')
 
 
 def nearest_up_2x(x):
     """Nearest-neighbour x2 upsampling, size ``2H x 2W``."""
+    if torch.compiler.is_compiling():
+        return _nearest_up_2x_elementwise(x)
     if uses_channels_last_kernels(x):
         return F.interpolate(x, scale_factor=2, mode='nearest')
     channels = x.shape[1]
     weight = x.new_ones((channels, 1, 2, 2))
     return F.conv_transpose2d(x, weight, stride=2, groups=channels)
+
+
+# The resampling above written as strided slices, sums and interleaving, for
+# torch.compile (training): Inductor fuses these into its element-wise
+# kernels, with the neighbouring batch norms, ReLUs and sums, in the forward
+# and in the backward pass, where ATen's resampling ops lower to slow loops
+# and the convolutions stay separate oneDNN calls (compiled ResNeXt50+Elastic
+# training, channels-last: 0.81x of mmpretrain's ResNeXt50 with these, 0.75x
+# with the convolutions, one development run; docs/performance.md). In eager
+# mode each slice and sum would be a pass of its own over memory.
+def _avg_pool_2x_elementwise(x):
+    """:func:`avg_pool_2x` as the mean of the four 2x2 phases of ``x``."""
+    return (x[..., ::2, ::2] + x[..., 1::2, ::2] + x[..., ::2, 1::2] +
+            x[..., 1::2, 1::2]) * 0.25
+
+
+def _interleave(even, odd, dim):
+    """``out[2i] = even[i]``, ``out[2i + 1] = odd[i]`` along ``dim``."""
+    shape = list(even.shape)
+    shape[dim] *= 2
+    return torch.stack([even, odd], dim + 1).reshape(shape)
+
+
+def _bilinear_up_2x_1d(x, dim):
+    """Bilinear x2 along one dim, the edge sample repeated (clamped)."""
+    n = x.shape[dim]
+    before = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)
+    after = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)
+    # Output pixel 2i sits a quarter pixel before input pixel i, 2i + 1 a
+    # quarter after it (align_corners=False).
+    return _interleave(0.25 * before + 0.75 * x, 0.75 * x + 0.25 * after, dim)
+
+
+def _bilinear_up_2x_elementwise(x):
+    """:func:`bilinear_up_2x`, separably: rows, then columns."""
+    return _bilinear_up_2x_1d(_bilinear_up_2x_1d(x, x.dim() - 2), x.dim() - 1)
+
+
+def _nearest_up_2x_elementwise(x):
+    """:func:`nearest_up_2x`: every pixel repeated into a 2x2 square."""
+    n, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(
+        n, c, 2 * h, 2 * w)
 
 
 def _plain_conv(conv, kernel_size):
