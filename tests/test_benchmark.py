@@ -101,9 +101,69 @@ def tiny_run(tmp_path_factory, run_cmd):
     proc = run_cmd([
         'python', TOOL, *configs, '--size', '64', '--batch', '2', '--reps',
         '3', '--warmup', '1', '--mode', 'both', '--threads', '1', '--json',
-        out
+        out, '--plot', tmp / 'figures' / 'bench.png'
     ], timeout=300)
     return proc.stdout, json.loads(out.read_text())
+
+
+def png_size(path):
+    """(width, height) of a PNG file, from its IHDR chunk."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b'\x89PNG\r\n\x1a\n', f'{path} is not a PNG'
+    return int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24],
+                                                              'big')
+
+
+def fake_result(memory=True):
+    """A hand-made run_benchmark result of two models."""
+    def model(name, scale):
+        m = dict(name=name, config=f'{name}.py', params=10, fast_path=True)
+        for mode, tput in (('infer', 10.0), ('train', 4.0)):
+            t = dict(median=tput * scale, q1=tput * scale - 1,
+                     q3=tput * scale + 1, min=tput * scale - 2,
+                     max=tput * scale + 2)
+            m[mode] = dict(times_s=[], throughput=t, ratio=scale)
+        if memory:
+            m['memory'] = dict(
+                infer=dict(peak_mb=1000 * scale, delta_mb=1, how='VmHWM'),
+                train=dict(peak_mb=2000 * scale, delta_mb=1, how='VmHWM'))
+        return m
+
+    settings = dict(device='cpu', batch=8, size=224, amp=False,
+                    channels_last=False, compile=False, freeze=False,
+                    threads=2, warmup=2, reps=5, modes=['infer', 'train'],
+                    torch='x', cuda_device=None, straightforward=False)
+    return dict(settings=settings, schedule=[],
+                models=[model('base', 1.0), model('elastic', 0.5)])
+
+
+def test_plot_rows_and_figure(tmp_path):
+    rows = bm.plot_rows(fake_result())
+    assert rows['infer'] == [('base', 10.0, 9.0, 11.0, 8.0, 12.0, 1.0),
+                             ('elastic', 5.0, 4.0, 6.0, 3.0, 7.0, 0.5)]
+    assert rows['train'][1] == ('elastic', 2.0, 1.0, 3.0, 0.0, 4.0, 0.5)
+    assert rows['memory'] == [('base', dict(infer=1000.0, train=2000.0)),
+                              ('elastic', dict(infer=500.0, train=1000.0))]
+    # One 5.2-inch panel per mode plus one for memory, at 120 dpi.
+    path = bm.plot_result(fake_result(), str(tmp_path / 'a' / 'bench.png'))
+    assert png_size(path) == (round(3 * 5.2 * 120), round(2.1 * 120))
+    no_memory = fake_result(memory=False)
+    assert 'memory' not in bm.plot_rows(no_memory)
+    path = bm.plot_result(no_memory, str(tmp_path / 'b.png'))
+    assert png_size(path) == (round(2 * 5.2 * 120), round(2.1 * 120))
+    with pytest.raises(bm.BenchmarkError, match=r'\.png, \.pdf, \.svg'):
+        bm.plot_result(no_memory, str(tmp_path / 'c.jpeg'))
+    assert not (tmp_path / 'c.jpeg').exists()
+
+
+def test_plot_suffix_is_checked_before_running(tmp_path, capsys):
+    tool = load_tool()
+    with pytest.raises(SystemExit) as exc:
+        tool.main(write_tiny_configs(tmp_path) + ['--plot', 'bench.txt'])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert '--plot bench.txt: use a file ending in .png, .pdf, .svg' in err
+    assert 'M params' not in err
 
 
 def test_tiny_run_json_schema(tiny_run):
@@ -159,6 +219,9 @@ def test_tiny_run_table_and_progress(tiny_run):
         assert row[5] == f"{m[mode]['ratio']:.3f}x"
         assert row[6] == f"{m['memory'][mode]['peak_mb']:.0f}"
     assert 'interleaved (ABBA)' in stdout
+    figure = [line for line in lines if line.startswith('wrote ')][-1]
+    assert figure.endswith(osp.join('figures', 'bench.png'))
+    assert png_size(figure[len('wrote '):])[0] == round(3 * 5.2 * 120)
     # One progress line per round; the order alternates.
     rounds = re.findall(r'\[train\] round \d/3 \((\w+) [\d.]+ img/s, (\w+)',
                         stdout)

@@ -532,3 +532,107 @@ def finite_json(obj):
     if isinstance(obj, (list, tuple)):
         return [finite_json(v) for v in obj]
     return obj
+
+
+# --------------------------------------------------------------------------
+# Figure
+# --------------------------------------------------------------------------
+#: File types ``--plot`` writes (matplotlib picks the format by suffix).
+PLOT_SUFFIXES = ('.png', '.pdf', '.svg')
+MODE_TITLES = dict(infer='inference', train='training step')
+
+
+def plot_rows(result):
+    """What :func:`plot_result` draws, per mode, from a benchmark result.
+
+    Returns:
+        dict: ``mode -> list of (name, median, q1, q3, min, max, ratio)``
+        in images/s, in the order of ``result['models']``; with memory
+        probes also ``'memory' -> list of (name, {mode: peak MB})``.
+    """
+    rows = {}
+    for mode in result['settings']['modes']:
+        rows[mode] = [
+            (m['name'], ) + tuple(m[mode]['throughput'][k]
+                                  for k in ('median', 'q1', 'q3', 'min',
+                                            'max')) + (m[mode]['ratio'], )
+            for m in result['models']
+        ]
+    if all('memory' in m for m in result['models']):
+        rows['memory'] = [(m['name'], {
+            mode: m['memory'][mode]['peak_mb']
+            for mode in result['settings']['modes']
+        }) for m in result['models']]
+    return rows
+
+
+def plot_result(result, path):
+    """Bar chart of a :func:`run_benchmark` result, written to ``path``.
+
+    One panel per mode: the median images/s of every model as a bar, its
+    quartiles as a thick whisker and its range as a thin one, labelled with
+    the ratio to the first model (dashed line); with memory probes, one more
+    panel with the peak memory per mode.
+
+    Returns:
+        str: ``path``.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    if osp.splitext(path)[1].lower() not in PLOT_SUFFIXES:
+        raise BenchmarkError(f'cannot plot to {path!r}: use a file ending '
+                             f'in {", ".join(PLOT_SUFFIXES)}')
+    rows = plot_rows(result)
+    modes = result['settings']['modes']
+    panels = modes + (['memory'] if 'memory' in rows else [])
+    names = [m['name'] for m in result['models']]
+    height = 1.2 + 0.45 * len(names)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.2 * len(panels), height), squeeze=False)
+    y = list(range(len(names)))
+    for ax, panel in zip(axes[0], panels):
+        if panel == 'memory':
+            width = 0.8 / len(modes)
+            for k, mode in enumerate(modes):
+                peaks = [peak[mode] for _, peak in rows['memory']]
+                offsets = [i - 0.4 + width * (k + 0.5) for i in y]
+                ax.barh(offsets, peaks, height=width * 0.9, color=f'C{k}')
+                for offset, peak in zip(offsets, peaks):
+                    ax.text(peak, offset,
+                            f' {peak / peaks[0]:.2f}x {MODE_TITLES[mode]}',
+                            va='center', fontsize=7)
+            ax.set_xlim(0, max(max(peak.values())
+                               for _, peak in rows['memory']) * 1.5)
+            ax.set_xlabel('peak memory (MB); ratio to the first model')
+        else:
+            median, q1, q3, low, high, ratio = zip(
+                *[row[1:] for row in rows[panel]])
+            ax.barh(y, median, color='0.78', edgecolor='0.35')
+            ax.hlines(y, low, high, color='0.2', linewidth=0.8)
+            ax.hlines(y, q1, q3, color='0.2', linewidth=3.5)
+            ax.axvline(median[0], color='C3', linestyle='--', linewidth=0.8)
+            for i in y:
+                ax.text(high[i], i, f' {ratio[i]:.3f}x', va='center',
+                        fontsize=8)
+            ax.set_xlim(0, max(high) * 1.22)
+            ax.set_xlabel(f'{MODE_TITLES[panel]}: images/s (median, '
+                          'quartiles, range)')
+        ax.set_yticks(y, names, fontsize=8)
+        ax.invert_yaxis()
+        ax.grid(axis='x', alpha=0.3)
+    s = result['settings']
+    fig.suptitle(
+        f"{s['device']}" +
+        (f" ({s['cuda_device']})" if s.get('cuda_device') else '') +
+        f", batch {s['batch']}, {s['size']}x{s['size']}, amp {s['amp']}, "
+        f"channels_last {s['channels_last']}, compile {s['compile']}"
+        + (' (freezing)' if s.get('freeze') else '') +
+        f"; median of {s['reps']} interleaved rounds",
+        fontsize=9)
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -12,6 +12,8 @@ Examples:
         --device cuda --batch 64 --amp --channels-last --json bench.json
     python tools/analysis/benchmark.py --models resnext50_mmpretrain \
         resnext50_elastic --compile --freeze --mode infer
+    python tools/analysis/benchmark.py --models resnext50_mmpretrain \
+        resnext50_elastic --plot work_dirs/bench.png
 
 Every model is timed in this one process, in ABBA rounds (the given order,
 then reversed, ...; one step of every model per round) after warm-up
@@ -24,11 +26,13 @@ is one step per mode in a fresh subprocess per model (skip: --no-memory).
 import argparse
 import json
 import logging
+import os.path as osp
 import sys
 import warnings
 
-from mmelastic.analysis.benchmark import (BenchmarkError, finite_json,
-                                          format_table, resolve_models,
+from mmelastic.analysis.benchmark import (PLOT_SUFFIXES, BenchmarkError,
+                                          finite_json, format_table,
+                                          plot_result, resolve_models,
                                           run_benchmark)
 
 
@@ -75,12 +79,18 @@ def parse_args(argv=None):
         help='skip the peak-memory subprocesses')
     parser.add_argument('--json', metavar='FILE', help='also write JSON')
     parser.add_argument(
+        '--plot', metavar='FILE',
+        help='also draw the table as a bar chart (.png, .pdf or .svg)')
+    parser.add_argument(
         '--quiet', action='store_true', help='no progress lines')
     args = parser.parse_args(argv)
     try:
         args.model_list = resolve_models(args.configs, args.models)
     except BenchmarkError as e:
         parser.error(str(e))
+    if args.plot and osp.splitext(args.plot)[1].lower() not in PLOT_SUFFIXES:
+        parser.error(f'--plot {args.plot}: use a file ending in '
+                     f'{", ".join(PLOT_SUFFIXES)}')
     return args
 
 
@@ -120,6 +130,8 @@ def main(argv=None):
         with open(args.json, 'w') as f:
             json.dump(finite_json(result), f, indent=2)
         log(f'wrote {args.json}')
+    if args.plot:
+        log(f'wrote {plot_result(result, args.plot)}')
     return 0
 
 
