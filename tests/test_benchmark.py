@@ -291,3 +291,36 @@ def test_freeze_run(tmp_path, run_cmd):
     result = json.loads(out.read_text())
     assert result['settings']['freeze'] is True
     assert 'compile True (freezing)' in proc.stdout
+
+
+def test_profile_run(tmp_path, run_cmd):
+    """--profile: self time per op of every model, in the JSON and as a
+    side-by-side table whose total row is the sum over the ops."""
+    configs = write_tiny_configs(tmp_path)
+    out = tmp_path / 'bench.json'
+    proc = run_cmd([
+        'python', TOOL, *configs, '--size', '32', '--batch', '2', '--reps',
+        '1', '--warmup', '0', '--mode', 'train', '--threads', '1',
+        '--no-memory', '--profile', '2', '--json', out
+    ], timeout=300)
+    result = json.loads(out.read_text())
+    assert result['settings']['profile_steps'] == 2
+    lines = proc.stdout.splitlines()
+    header = lines.index(next(line for line in lines
+                              if line.startswith('train: ms per step')))
+    assert lines[header].split()[-2:] == ['tiny_plain', 'tiny_elastic']
+    profiles = [m['train']['profile_ms'] for m in result['models']]
+    for profile in profiles:
+        assert all(ms > 0 for ms in profile.values())
+        assert list(profile.values()) == sorted(profile.values(),
+                                                reverse=True)
+        # A training step runs convolutions forward and backward.
+        assert 'aten::convolution_backward' in profile
+    total = next(line for line in lines[header:]
+                 if line.startswith('all '))
+    n_ops = len(set(profiles[0]) | set(profiles[1]))
+    assert total.split() == ['all', str(n_ops), 'ops'] + [
+        f'{sum(p.values()):.1f}' for p in profiles]
+    assert '[train] profiled 2 steps per model' in proc.stdout
+    with pytest.raises(bm.BenchmarkError, match='--profile >= 0'):
+        bm.run_benchmark([], profile=-1)

@@ -363,7 +363,8 @@ def run_memory_probe(config, timeout=900, **kwargs):
 def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
                   channels_last=False, compile=False, threads=None,
                   warmup=2, reps=5, modes=MODES, memory=True,
-                  straightforward=False, freeze=False, log=None):
+                  straightforward=False, freeze=False, profile=0,
+                  log=None):
     """Time every model, interleaved, and probe its peak memory.
 
     Args:
@@ -379,20 +380,23 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             ``NAME:straightforward`` right after it, in the same rounds.
         freeze (bool): With ``compile`` and inference only: compile with
             Inductor's freezing, for every model.
+        profile (int): After the timed rounds, profile this many steps of
+            every model per mode with ``torch.profiler``
+            (:func:`profile_ops`); 0: none.
         log (callable, optional): Called with one progress line at a time.
 
     Returns:
         dict: ``settings``, ``schedule`` (model indices per round),
         ``models`` (name, config, params, per mode ``times_s`` of every
         rep, ``throughput`` = batch / time summarized as ``median``,
-        ``q1``, ``q3``, ``min``, ``max`` in images/s, and ``ratio`` =
-        median throughput / the first model's) and, with ``memory``,
-        ``memory`` per model.
+        ``q1``, ``q3``, ``min``, ``max`` in images/s, ``ratio`` =
+        median throughput / the first model's, and with ``profile``
+        ``profile_ms``) and, with ``memory``, ``memory`` per model.
     """
     log = log or (lambda line: None)
-    if warmup < 0 or reps < 1 or batch < 1 or size < 1:
-        raise BenchmarkError('need --reps >= 1, --warmup >= 0, --batch >= 1 '
-                             'and --size >= 1')
+    if warmup < 0 or reps < 1 or batch < 1 or size < 1 or profile < 0:
+        raise BenchmarkError('need --reps >= 1, --warmup >= 0, --batch >= 1, '
+                             '--size >= 1 and --profile >= 0')
     modes = [m for m in MODES if m in modes]
     if freeze and not compile:
         raise BenchmarkError('--freeze is an option of --compile; add '
@@ -408,7 +412,7 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
     settings = dict(
         device=str(dev), batch=batch, size=size, amp=amp,
         channels_last=channels_last, compile=compile, freeze=freeze,
-        straightforward=straightforward,
+        straightforward=straightforward, profile_steps=profile,
         threads=torch.get_num_threads(), warmup=warmup, reps=reps,
         modes=modes, torch=torch.__version__,
         cuda_device=torch.cuda.get_device_name(dev)
@@ -454,6 +458,10 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             res[mode] = dict(
                 times_s=times[i], throughput=tput,
                 ratio=tput['median'] / ref)
+        if profile:
+            for res, runner in zip(results, runners):
+                res[mode]['profile_ms'] = profile_ops(runner, mode, profile)
+            log(f'[{mode}] profiled {profile} steps per model')
     del runners
     if dev.type == 'cuda':
         torch.cuda.empty_cache()
@@ -470,6 +478,60 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
                 f'{m} peak {res["memory"][m]["peak_mb"]:.0f} MB'
                 for m in modes) + f' ({time.perf_counter() - start:.0f}s)')
     return dict(settings=settings, schedule=schedule, models=results)
+
+
+def profile_ops(runner, mode, steps=3):
+    """Self time per op of one model's ``mode`` steps, ms per step.
+
+    ``torch.profiler`` over ``steps`` steps (after the timed rounds, so
+    warm): on CPU the ops' self CPU time, on CUDA their self device time.
+    Op names are ATen's (``aten::mkldnn_convolution``, ...); ops whose
+    time is zero are left out.
+
+    Returns:
+        dict: ``op name -> ms per step``, largest first.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    cuda = runner.device.type == 'cuda'
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                           if cuda else [])
+    runner.sync()
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            runner.step(mode)
+        runner.sync()
+    times = {}
+    for event in prof.key_averages():
+        us = event.self_device_time_total if cuda else \
+            event.self_cpu_time_total
+        if us > 0:
+            times[event.key] = us / 1000 / steps
+    return dict(sorted(times.items(), key=lambda item: -item[1]))
+
+
+def format_profile(result, top=15):
+    """Plain-text tables of the ``profile_ms`` of a :func:`run_benchmark`
+    result: per mode, the ``top`` ops by their largest time in any model,
+    one column per model, and the sum over all ops."""
+    models = result['models']
+    blocks = []
+    for mode in result['settings']['modes']:
+        if not all('profile_ms' in m[mode] for m in models):
+            continue
+        profiles = [m[mode]['profile_ms'] for m in models]
+        ops = sorted({op for p in profiles for op in p},
+                     key=lambda op: -max(p.get(op, 0.0) for p in profiles))
+        header = [f'{mode}: ms per step'] + [m['name'] for m in models]
+        rows = [[op] + [f'{p.get(op, 0.0):.1f}' for p in profiles]
+                for op in ops[:top]]
+        rows.append([f'all {len(ops)} ops'] +
+                    [f'{sum(p.values()):.1f}' for p in profiles])
+        widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+        blocks.append('\n'.join(
+            '  '.join(x.ljust(w) if i == 0 else x.rjust(w)
+                      for i, (x, w) in enumerate(zip(line, widths)))
+            for line in [header] + rows))
+    return '\n\n'.join(blocks)
 
 
 def format_table(result):

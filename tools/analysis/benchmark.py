@@ -14,6 +14,8 @@ Examples:
         resnext50_elastic --compile --freeze --mode infer
     python tools/analysis/benchmark.py --models resnext50_mmpretrain \
         resnext50_elastic --plot work_dirs/bench.png
+    python tools/analysis/benchmark.py --models resnext50_mmpretrain \
+        resnext50_elastic --mode train --no-memory --profile 3
 
 Every model is timed in this one process, in ABBA rounds (the given order,
 then reversed, ...; one step of every model per round) after warm-up
@@ -31,9 +33,9 @@ import sys
 import warnings
 
 from mmelastic.analysis.benchmark import (PLOT_SUFFIXES, BenchmarkError,
-                                          finite_json, format_table,
-                                          plot_result, resolve_models,
-                                          run_benchmark)
+                                          finite_json, format_profile,
+                                          format_table, plot_result,
+                                          resolve_models, run_benchmark)
 
 
 def parse_args(argv=None):
@@ -77,6 +79,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--no-memory', action='store_true',
         help='skip the peak-memory subprocesses')
+    parser.add_argument(
+        '--profile', type=int, default=0, metavar='STEPS',
+        help='after the timed rounds, profile STEPS steps of every model '
+        'per mode (torch.profiler) and print the self time per op, ms per '
+        'step, side by side')
     parser.add_argument('--json', metavar='FILE', help='also write JSON')
     parser.add_argument(
         '--plot', metavar='FILE',
@@ -121,11 +128,14 @@ def main(argv=None):
             memory=not args.no_memory,
             straightforward=args.straightforward,
             freeze=args.freeze,
+            profile=args.profile,
             log=log)
     except BenchmarkError as e:
         print(f'benchmark.py: error: {e}', file=sys.stderr)
         return 2
     print(format_table(result))
+    if args.profile:
+        print('\n' + format_profile(result))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(finite_json(result), f, indent=2)
