@@ -147,17 +147,12 @@ def bilinear_up_2x(x):
     # Output (2(H+2)) x (2(W+2)) of the padded input; its 2-px frame is the
     # transposed convolution's own border and is cut off.
     out = F.conv_transpose2d(
-        _replicate_pad_1px(x),
+        F.pad(x, (1, 1, 1, 1), mode='replicate'),
         weight,
         stride=2,
         padding=1,
         groups=channels)
     return out[..., 2:-2, 2:-2]
-
-
-def _replicate_pad_1px(x):
-    """``F.pad(x, (1, 1, 1, 1), mode='replicate')``."""
-    return F.pad(x, (1, 1, 1, 1), mode='replicate')
 
 
 def nearest_up_2x(x):
@@ -176,9 +171,10 @@ def nearest_up_2x(x):
 # kernels, with the neighbouring batch norms, ReLUs and sums, in the forward
 # and in the backward pass, where ATen's resampling ops lower to slow loops
 # and the convolutions stay separate oneDNN calls (compiled ResNeXt50+Elastic
-# training, channels-last: 0.81x of mmpretrain's ResNeXt50 with these, 0.75x
-# with the convolutions, one development run; docs/performance.md). In eager
-# mode each slice and sum would be a pass of its own over memory.
+# training, channels-last: 0.81x of mmpretrain's ResNeXt50 with these,
+# 0.74x-0.75x with the convolutions, in two same-process A/B runs;
+# docs/performance.md). In eager mode each slice and sum would be a pass of
+# its own over memory.
 def _avg_pool_2x_elementwise(x):
     """:func:`avg_pool_2x` as the mean of the four 2x2 phases of ``x``."""
     return (x[..., ::2, ::2] + x[..., 1::2, ::2] + x[..., ::2, 1::2] +
