@@ -604,6 +604,13 @@ PLOT_SUFFIXES = ('.png', '.pdf', '.svg')
 MODE_TITLES = dict(infer='inference', train='training step')
 
 
+def plot_suffix_problem(path):
+    """Why ``--plot`` cannot write ``path`` (its suffix), or None."""
+    if osp.splitext(path)[1].lower() in PLOT_SUFFIXES:
+        return None
+    return f'use a file ending in {", ".join(PLOT_SUFFIXES)}'
+
+
 def plot_rows(result):
     """What :func:`plot_result` draws, per mode, from a benchmark result.
 
@@ -639,13 +646,13 @@ def plot_result(result, path):
     Returns:
         str: ``path``.
     """
+    problem = plot_suffix_problem(path)
+    if problem:
+        raise BenchmarkError(f'cannot plot to {path!r}: {problem}')
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    if osp.splitext(path)[1].lower() not in PLOT_SUFFIXES:
-        raise BenchmarkError(f'cannot plot to {path!r}: use a file ending '
-                             f'in {", ".join(PLOT_SUFFIXES)}')
     rows = plot_rows(result)
     modes = result['settings']['modes']
     panels = modes + (['memory'] if 'memory' in rows else [])

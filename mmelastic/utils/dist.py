@@ -17,7 +17,9 @@ mmengine 0.10.7 assumes a GPU per process in distributed runs:
 Runner is built. It changes nothing where CUDA is available.
 """
 import datetime
+import logging
 import os
+import sys
 from contextlib import contextmanager
 
 import torch
@@ -142,8 +144,6 @@ def finish_distributed(launcher):
     if launcher == 'none' or torch.cuda.is_available():
         destroy_distributed()
         return
-    import logging
-    import sys
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.barrier()
     for stream in (sys.stdout, sys.stderr):

@@ -28,13 +28,12 @@ is one step per mode in a fresh subprocess per model (skip: --no-memory).
 import argparse
 import json
 import logging
-import os.path as osp
 import sys
 import warnings
 
-from mmelastic.analysis.benchmark import (PLOT_SUFFIXES, BenchmarkError,
-                                          finite_json, format_profile,
-                                          format_table, plot_result,
+from mmelastic.analysis.benchmark import (BenchmarkError, finite_json,
+                                          format_profile, format_table,
+                                          plot_result, plot_suffix_problem,
                                           resolve_models, run_benchmark)
 
 
@@ -95,9 +94,9 @@ def parse_args(argv=None):
         args.model_list = resolve_models(args.configs, args.models)
     except BenchmarkError as e:
         parser.error(str(e))
-    if args.plot and osp.splitext(args.plot)[1].lower() not in PLOT_SUFFIXES:
-        parser.error(f'--plot {args.plot}: use a file ending in '
-                     f'{", ".join(PLOT_SUFFIXES)}')
+    problem = args.plot and plot_suffix_problem(args.plot)
+    if problem:
+        parser.error(f'--plot {args.plot}: {problem}')
     return args
 
 
