@@ -218,9 +218,9 @@ def count_calls(monkeypatch, name, module=None):
     calls = []
     original = getattr(module, name)
 
-    def wrapper(*args):
+    def wrapper(*args, **kwargs):
         calls.append(1)
-        return original(*args)
+        return original(*args, **kwargs)
 
     monkeypatch.setattr(module, name, wrapper)
     return calls
@@ -244,6 +244,25 @@ def test_dispatch(monkeypatch):
         plain(x)
         elastic(x)
     assert (len(merged), len(fused)) == (1, 1)
+
+
+@pytest.mark.parametrize('name', KERNELS)
+def test_resampling_left_to_aten_off_the_cpu(name, monkeypatch):
+    """The convolution kernels were measured on a CPU only: on any other
+    device (here 'meta', which needs no GPU) the fast path calls ATen's
+    resampling, and on a CPU its convolutions."""
+    aten = {'avg_pool_2x': 'avg_pool2d'}.get(name, 'interpolate')
+    x = torch.randn(2, 4, 8, 8)
+    for device, expect_aten in (('cpu', False), ('meta', True)):
+        aten_calls = count_calls(monkeypatch, aten, F)
+        conv_calls = [count_calls(monkeypatch, conv, F)
+                      for conv in ('conv2d', 'conv_transpose2d')]
+        out = getattr(fast_ops, name)(x.to(device))
+        monkeypatch.undo()
+        assert out.device.type == device
+        assert tuple(out.shape) == tuple(reference_kernel(name, x).shape)
+        assert bool(aten_calls) == expect_aten
+        assert any(conv_calls) != expect_aten
 
 
 def test_merge_skipped_for_other_norms(monkeypatch):

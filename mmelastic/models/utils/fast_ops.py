@@ -23,7 +23,8 @@ What is here and why (``tools/analysis/benchmark.py`` measures it):
   than the same 2x2/2 average written as a depthwise convolution with weights
   1/4 (oneDNN), which gives bit-identical results. Channels-last tensors
   keep ``avg_pool2d`` (its channels-last kernel is the fast one) in eager
-  mode (see :func:`uses_channels_last_kernels`).
+  mode, and so do tensors on a GPU, where the convolutions were never
+  measured (see :func:`uses_aten_resampling`).
 * :func:`bilinear_up_2x` -- ATen's NCHW bilinear upsampling is ~10x slower
   on a CPU than its channels-last kernel. A bilinear x2 with
   ``align_corners=False`` is a depthwise transposed convolution with the
@@ -117,6 +118,23 @@ def uses_channels_last_kernels(x):
     return is_channels_last(x) and not torch.compiler.is_compiling()
 
 
+def uses_aten_resampling(x):
+    """bool: Whether the fast path leaves the resampling of ``x`` to ATen.
+
+    It does in eager mode for channels-last input (ATen's kernels are the
+    fast ones there, :func:`uses_channels_last_kernels`) and for tensors on
+    any device but a CPU. The convolution kernels below replace ATen's NCHW
+    kernels because those are slow on a CPU, and they were measured only
+    there; a GPU has NCHW pooling and upsampling kernels of its own, and no
+    GPU was available to us to measure the convolutions against them. The
+    rest of the fast path (the commuted conv3, the merged branches, the
+    in-place sums) only removes work and applies on every device.
+    """
+    if torch.compiler.is_compiling():
+        return False
+    return is_channels_last(x) or x.device.type != 'cpu'
+
+
 def _depthwise_kernel(taps, channels, like):
     """The separable 2D kernel ``taps taps^T`` for every channel."""
     k = torch.tensor(taps, dtype=like.dtype, device=like.device)
@@ -128,7 +146,7 @@ def avg_pool_2x(x):
     """2x2 average pooling with stride 2 of an even-sized ``x``."""
     if torch.compiler.is_compiling():
         return _avg_pool_2x_elementwise(x)
-    if uses_channels_last_kernels(x):
+    if uses_aten_resampling(x):
         return F.avg_pool2d(x, 2, 2)
     channels = x.shape[1]
     weight = x.new_full((channels, 1, 2, 2), 0.25)
@@ -139,7 +157,7 @@ def bilinear_up_2x(x):
     """Bilinear x2 upsampling (``align_corners=False``), size ``2H x 2W``."""
     if torch.compiler.is_compiling():
         return _bilinear_up_2x_elementwise(x)
-    if uses_channels_last_kernels(x):
+    if uses_aten_resampling(x):
         return F.interpolate(
             x, scale_factor=2, mode='bilinear', align_corners=False)
     channels = x.shape[1]
@@ -159,7 +177,7 @@ def nearest_up_2x(x):
     """Nearest-neighbour x2 upsampling, size ``2H x 2W``."""
     if torch.compiler.is_compiling():
         return _nearest_up_2x_elementwise(x)
-    if uses_channels_last_kernels(x):
+    if uses_aten_resampling(x):
         return F.interpolate(x, scale_factor=2, mode='nearest')
     channels = x.shape[1]
     weight = x.new_ones((channels, 1, 2, 2))
