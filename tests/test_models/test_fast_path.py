@@ -190,6 +190,34 @@ def test_block_fast_equals_straightforward(case, train, channels_last):
                               atol=ATOL), name
 
 
+def saved_shapes(module, x):
+    """Shapes of the tensors a training forward keeps for backward."""
+    shapes = []
+
+    def pack(tensor):
+        shapes.append(tuple(tensor.shape))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return shapes
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('case', [0, 5])  # bilinear, nearest
+def test_pooled_input_is_not_kept_for_backward(case, channels_last):
+    """The fast path pools the block input again in the backward pass
+    instead of keeping the pooled map (down_conv1); the numbers are
+    checked by test_block_fast_equals_straightforward."""
+    kwargs, cin, size = block_cases()[case]
+    block = make_block(kwargs).train()
+    x = as_format(torch.randn(2, cin, *size), channels_last)
+    pooled = (2, cin, (size[0] + 1) // 2, (size[1] + 1) // 2)
+    with fast_path(False):
+        assert pooled in saved_shapes(block, x.requires_grad_())
+    assert pooled not in saved_shapes(block, x)
+
+
 def test_merged_batch_norm_cumulative_momentum():
     kwargs, cin, size = block_cases()[1]
     blocks = []

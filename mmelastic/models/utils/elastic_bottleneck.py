@@ -23,7 +23,8 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmpretrain.models.utils import SELayer
 
-from .fast_ops import (can_fuse_branches, can_merge_branches, fast_path,
+from .fast_ops import (can_fuse_branches, can_merge_branches,
+                       can_recompute_down, down_conv1, fast_path,
                        fast_path_enabled, fused_branches, merged_branches,
                        uses_channels_last_kernels)
 from .resample import Resample2x, split_channels
@@ -85,8 +86,12 @@ class BottleneckBranch(BaseModule):
 
     def transform(self, x):
         """``down`` → 1x1 → norm → ReLU → 3x3 → norm → ReLU (``act2``)."""
-        out = x if self.resample is None else self.resample.down(x)
-        out = self.act1(self.norm1(self.conv1(out)))
+        if fast_path_enabled() and can_recompute_down(self):
+            out = down_conv1(self, x)  # conv1(down(x)), less memory
+        else:
+            out = x if self.resample is None else self.resample.down(x)
+            out = self.conv1(out)
+        out = self.act1(self.norm1(out))
         return self.act2(self.norm2(self.conv2(out)))
 
     def forward(self, x):
