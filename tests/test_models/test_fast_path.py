@@ -218,6 +218,82 @@ def test_pooled_input_is_not_kept_for_backward(case, channels_last):
     assert pooled not in saved_shapes(block, x)
 
 
+def saved_weight_copies(module, inputs):
+    """4D tensors a training forward keeps for backward that are neither a
+    parameter nor a feature map (batch 3): copies of weights."""
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    copies = []
+
+    def pack(tensor):
+        if tensor.dim() == 4 and tensor.shape[0] != 3 and \
+                tensor.untyped_storage().data_ptr() not in params:
+            copies.append(tuple(tensor.shape))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(inputs)
+    return copies
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('layer', ['block', 'strided block', 'dense layer'])
+def test_merged_weights_are_not_kept_for_backward(layer, channels_last,
+                                                  monkeypatch):
+    """Merged branches concatenate their weights on every call; training
+    keeps the parts (parameters) for the backward pass, not a copy
+    (conv_of_parts). The numbers are checked by the tests above."""
+    if layer == 'dense layer':
+        module = make_dense_layer(elastic=False).train()
+        inputs = [as_format(torch.randn(3, c, 11, 9), channels_last)
+                  for c in (16, 8)]
+        inputs[0].requires_grad_()
+    else:
+        kwargs, cin, size = block_cases()[1 if layer == 'block' else 2]
+        module = make_block(kwargs).train()
+        inputs = as_format(torch.randn(3, cin, *size),
+                           channels_last).requires_grad_()
+    merged = []
+
+    def plain_autograd(x, dim, conv, *weights):
+        merged.append(1)
+        return F.conv2d(x, torch.cat(weights, dim), **conv)
+
+    monkeypatch.setattr(fast_ops._ConvOfParts, 'apply', plain_autograd)
+    assert saved_weight_copies(module, inputs)
+    assert merged
+    monkeypatch.undo()
+    assert not saved_weight_copies(module, inputs)
+
+
+@pytest.mark.parametrize('x_grad,w_grad',
+                         [(True, True), (True, False), (False, True)])
+def test_memory_saving_functions_with_frozen_parts(x_grad, w_grad):
+    """conv_of_parts and down_conv1 give plain autograd's gradients when
+    only the input or only the weights need them (frozen stages)."""
+    x = torch.randn(3, 6, 9, 7, requires_grad=x_grad)
+    parts = [torch.randn(4, 3, 3, 3, requires_grad=w_grad),
+             torch.randn(2, 3, 3, 3, requires_grad=w_grad)]
+    conv = dict(stride=2, padding=1, groups=2)
+    branch = make_block(block_cases()[0][0]).low
+    branch.conv1.weight.requires_grad_(w_grad)
+    x_branch = torch.randn(3, 32, 9, 7, requires_grad=x_grad)
+    for function, fast, reference, leaves in (
+            ('_ConvOfParts',
+             lambda: fast_ops.conv_of_parts(x, parts, **conv),
+             lambda: F.conv2d(x, torch.cat(parts), **conv), [x, *parts]),
+            ('_DownConv1', lambda: fast_ops.down_conv1(branch, x_branch),
+             lambda: branch.conv1(branch.resample.down(x_branch)),
+             [x_branch, branch.conv1.weight])):
+        leaves = [t for t in leaves if t.requires_grad]
+        out = fast()
+        assert type(out.grad_fn).__name__ == f'{function}Backward'
+        grad = torch.randn_like(out)
+        got = torch.autograd.grad(out, leaves, grad)
+        want = torch.autograd.grad(reference(), leaves, grad)
+        for a, b in zip(got, want):
+            assert_close(a, b)
+
+
 def test_merged_batch_norm_cumulative_momentum():
     kwargs, cin, size = block_cases()[1]
     blocks = []

@@ -470,19 +470,67 @@ def merged_branches(high, low, x):
     their parameters and running statistics are used and updated as usual.
     """
     conv2 = high.conv2
-    out = F.conv2d(
-        x, torch.cat([high.conv1.weight, low.conv1.weight]))
+    out = conv_of_parts(x, [high.conv1.weight, low.conv1.weight])
     out = F.relu(_merged_batch_norm(out, (high.norm1, low.norm1)), True)
-    out = F.conv2d(
-        out,
-        torch.cat([conv2.weight, low.conv2.weight]),
+    out = conv_of_parts(
+        out, [conv2.weight, low.conv2.weight],
         stride=conv2.stride,
         padding=conv2.padding,
         dilation=conv2.dilation,
         groups=conv2.groups + low.conv2.groups)
     out = F.relu(_merged_batch_norm(out, (high.norm2, low.norm2)), True)
-    return F.conv2d(
-        out, torch.cat([high.conv3.weight, low.conv3.weight], dim=1))
+    return conv_of_parts(out, [high.conv3.weight, low.conv3.weight], dim=1)
+
+
+def _pair(v):
+    return list(v) if isinstance(v, (tuple, list)) else [v, v]
+
+
+def conv_of_parts(x, weights, dim=0, stride=1, padding=0, dilation=1,
+                  groups=1):
+    """``conv2d(x, cat(weights, dim))`` that, in training, keeps the weight
+    parts for the backward pass instead of their concatenation.
+
+    The merged branches concatenate the branches' weights on every call;
+    plain autograd would keep each concatenation until the backward pass,
+    a second copy of every merged block's weights (47 MB in
+    ResNeXt50+Elastic, whose last stage is not elastic). The parts are
+    parameters, kept anyway, so the backward pass concatenates them again.
+    """
+    conv = dict(stride=_pair(stride), padding=_pair(padding),
+                dilation=_pair(dilation), groups=groups)
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling() and \
+            any(t.requires_grad for t in (x, *weights)):
+        return _ConvOfParts.apply(x, dim, conv, *weights)
+    return F.conv2d(x, torch.cat(weights, dim), **conv)
+
+
+class _ConvOfParts(torch.autograd.Function):
+    """:func:`conv_of_parts` in training: saves ``x`` and the parts."""
+
+    @staticmethod
+    def forward(ctx, x, dim, conv, *weights):
+        ctx.dim, ctx.conv = dim, conv
+        ctx.save_for_backward(x, *weights)
+        return F.conv2d(x, torch.cat(weights, dim), **conv)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, *weights = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad[0], any(
+            ctx.needs_input_grad[3:])
+        conv = ctx.conv
+        grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+            grad.contiguous(memory_format=_memory_format(x)), x,
+            torch.cat(weights, ctx.dim), None, conv['stride'],
+            conv['padding'], conv['dilation'], False, [0, 0],
+            conv['groups'], [need_x, need_w, False])
+        grad_parts = [None] * len(weights)
+        if need_w:
+            grad_parts = grad_w.split([w.shape[ctx.dim] for w in weights],
+                                      ctx.dim)
+        return (grad_x if need_x else None, None, None, *grad_parts)
 
 
 def can_merge_dense_branches(high, low):
@@ -504,8 +552,8 @@ def can_merge_dense_branches(high, low):
 def merged_dense_conv1(high, low, x):
     """Both branches' 1x1 convs of a non-elastic dense layer as one conv:
     ``cat([high.conv1(x), low.conv1(x)], 1)``."""
-    return F.conv2d(x, torch.cat([high.conv1.weight, low.conv1.weight]),
-                    stride=high.conv1.stride)
+    return conv_of_parts(x, [high.conv1.weight, low.conv1.weight],
+                         stride=high.conv1.stride)
 
 
 def merged_dense_exit(high, low, mid):
@@ -519,9 +567,9 @@ def merged_dense_exit(high, low, mid):
     """
     conv2 = high.conv2
     out = F.relu(_merged_batch_norm(mid, (high.norm2, low.norm2)), True)
-    return F.conv2d(
-        out,
-        torch.cat([conv2.weight, low.conv2.weight], dim=1),
+    return conv_of_parts(
+        out, [conv2.weight, low.conv2.weight],
+        dim=1,
         stride=conv2.stride,
         padding=conv2.padding,
         dilation=conv2.dilation)
