@@ -218,6 +218,20 @@ def test_pooled_input_is_not_kept_for_backward(case, channels_last):
     assert pooled not in saved_shapes(block, x)
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_dense_pooled_input_is_not_kept_for_backward(channels_last):
+    """The same for an elastic dense layer, whose low branch pools the
+    whole concatenated pre-activation."""
+    layer = make_dense_layer(elastic=True).train()
+    inputs = [as_format(torch.randn(3, c, 11, 9), channels_last)
+              for c in (16, 8)]
+    inputs[0].requires_grad_()
+    pooled = (3, 24, 6, 5)
+    with fast_path(False):
+        assert pooled in saved_shapes(layer, inputs)
+    assert pooled not in saved_shapes(layer, inputs)
+
+
 def saved_weight_copies(module, inputs):
     """4D tensors a training forward keeps for backward that are neither a
     parameter nor a feature map (batch 3): copies of weights."""

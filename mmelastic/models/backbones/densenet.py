@@ -32,7 +32,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmelastic.registry import register
 from ..utils import (ElasticBackboneMixin, Resample2x, fast_path,
                      fast_path_enabled, kaiming_init_cfg, resolve_arch)
-from ..utils.fast_ops import (can_merge_dense_branches, merged_dense_conv1,
+from ..utils.fast_ops import (can_merge_dense_branches, can_recompute_down,
+                              down_conv1, merged_dense_conv1,
                               merged_dense_exit)
 
 
@@ -103,6 +104,8 @@ class DenseBranch(BaseModule):
 
     def enter(self, x):
         """Resample down (if any) and apply the 1x1 conv."""
+        if fast_path_enabled() and can_recompute_down(self):
+            return down_conv1(self, x)  # conv1(down(x)), less memory
         if self.resample is not None:
             x = self.resample.down(x)
         return self.conv1(x)

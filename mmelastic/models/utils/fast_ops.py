@@ -330,8 +330,9 @@ class _CommutedConv3(torch.autograd.Function):
 
 
 def can_recompute_down(branch):
-    """Whether :func:`down_conv1` applies to a :class:`BottleneckBranch`:
-    its input is average-pooled (a fixed map) into a plain 1x1 conv1."""
+    """Whether :func:`down_conv1` applies to a branch (a
+    :class:`BottleneckBranch` or a dense layer's ``DenseBranch``): its input
+    is average-pooled (a fixed map) into a plain 1x1 conv1."""
     resample, conv = branch.resample, branch.conv1
     return resample is not None and resample.mode in ('bilinear', 'nearest') \
         and _plain_conv(conv, 1) and conv.stride == (1, 1) and \
@@ -345,9 +346,10 @@ def down_conv1(branch, x):
     conv1 needs its input, the pooled map, for its weight gradient; plain
     autograd keeps it until the backward pass, a quarter of the block
     input's size per elastic block (7.5 MB per image in ResNeXt50+Elastic,
-    17 MB in ResNeXt101+Elastic). ``x`` itself is kept anyway, by the high
-    branch's conv1, so the backward pass pools it again instead: one 2x2
-    average pool per elastic block, ~26 ms of a ~2.2 s ResNeXt50+Elastic
+    17 MB in ResNeXt101+Elastic, in DenseNet201+Elastic a quarter of every
+    elastic layer's concatenated input). ``x`` itself is kept anyway, by the
+    high branch's conv1, so the backward pass pools it again instead: one
+    2x2 average pool per elastic block, ~26 ms of a ~2.2 s ResNeXt50+Elastic
     training step at batch 8 on our 2-core CPU.
     """
     args = (x, branch.conv1.weight)
