@@ -2,6 +2,7 @@
 """feature_map_traffic on hand-made models whose counts follow from their
 layers (per image: what each image adds to a batch)."""
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmelastic.analysis import feature_map_traffic
@@ -34,6 +35,28 @@ def test_counts_of_a_plain_net():
     # Saved: conv1's input (3 maps) and the ReLU's output (4), which conv2
     # keeps too (one storage, counted once); no weights.
     assert counts['saved_bytes'] == (3 + 4) * h * w * 4
+    assert counts['saved_per_batch_bytes'] == 0
+
+
+class ConcatWeights(nn.Module):
+    """One conv whose weight is concatenated from two parameters on every
+    call: plain autograd keeps the concatenation, once per batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(3, 3, 3, 3))
+        self.b = nn.Parameter(torch.randn(5, 3, 3, 3))
+
+    def forward(self, inputs, mode='tensor'):
+        return F.conv2d(inputs, torch.cat([self.a, self.b]), padding=1)
+
+
+def test_weights_kept_once_per_batch():
+    h, w = 4, 6
+    counts = feature_map_traffic(ConcatWeights(), (h, w))
+    # Per image: the input (3 maps); per batch: the 8x3x3x3 weight copy.
+    assert counts['saved_bytes'] == 3 * h * w * 4
+    assert counts['saved_per_batch_bytes'] == 8 * 3 * 3 * 3 * 4
 
 
 def test_norm_layer_counts_and_state():
@@ -47,6 +70,9 @@ def test_norm_layer_counts_and_state():
     # the batch).
     assert counts['written'] == (4 + 4 + 4 + 2) * h * w
     assert counts['saved_bytes'] == (3 + 4 + 4) * h * w * 4
+    # Once per batch: the running mean and variance and the batch mean and
+    # inverse std the BN keeps, 4 channels each.
+    assert counts['saved_per_batch_bytes'] == 4 * 4 * 4
     # The training-mode pass leaves no trace.
     assert not model.training
     assert torch.all(model.norm.running_mean == 0.5)
@@ -68,6 +94,7 @@ def test_get_flops_traffic_columns(tmp_path, config_path, run_cmd):
         '--shape', '32', '--json', tmp_path / 'counts.json'
     ]).stdout
     assert 'writes (M elements)' in out and 'saved for backward (MB)' in out
+    assert 'saved once per batch (MB)' in out
     row, = json.loads((tmp_path / 'counts.json').read_text())['models']
 
     import mmelastic  # noqa: F401
@@ -76,7 +103,7 @@ def test_get_flops_traffic_columns(tmp_path, config_path, run_cmd):
     model = MODELS.build(cfg.model)
     assert row['flops'] == model_complexity(model, (32, 32))['flops']
     expected = feature_map_traffic(model, (32, 32))
-    assert (row['written'], row['written_by_op'], row['saved_bytes']) == \
-        (expected['written'], expected['written_by_op'],
-         expected['saved_bytes'])
+    keys = ('written', 'written_by_op', 'saved_bytes',
+            'saved_per_batch_bytes')
+    assert [row[k] for k in keys] == [expected[k] for k in keys]
     assert row['written'] > 0 and row['saved_bytes'] > 0

@@ -85,9 +85,10 @@ def feature_map_traffic(model, shape=(224, 224)):
       step.
 
     Both are the growth from batch size 2 to 4, halved: what every further
-    image adds. That leaves out work done once per batch (weights the fast
-    path concatenates, per-channel statistics), and batch norms can train
-    on 1x1 maps.
+    image adds (batch norms can train on 1x1 maps). What a training pass
+    keeps once per batch, whatever the batch size (per-channel statistics,
+    or copies of weights, which the fast path once kept for its merged
+    branches), is ``saved_per_batch_bytes``.
 
     The model is left in eval mode, its BN running statistics as they were.
 
@@ -97,8 +98,8 @@ def feature_map_traffic(model, shape=(224, 224)):
 
     Returns:
         dict: ``written`` (int), ``written_by_op`` (dict: ATen op name, e.g.
-        ``'native_batch_norm'``, to its part of ``written``, largest first)
-        and ``saved_bytes`` (int).
+        ``'native_batch_norm'``, to its part of ``written``, largest first),
+        ``saved_bytes`` (int) and ``saved_per_batch_bytes`` (int).
     """
     forward = _TensorForward(model)
     param = next(model.parameters())
@@ -138,4 +139,5 @@ def feature_map_traffic(model, shape=(224, 224)):
     by_op = dict(sorted(((op, n) for op, n in by_op.items() if n),
                         key=lambda item: -item[1]))
     return dict(written=sum(by_op.values()), written_by_op=by_op,
-                saved_bytes=(saved4 - saved2) // 2)
+                saved_bytes=(saved4 - saved2) // 2,
+                saved_per_batch_bytes=2 * saved2 - saved4)

@@ -108,13 +108,15 @@ def main():
         if args.traffic:
             row.update(written=result['written'],
                        written_by_op=result['written_by_op'],
-                       saved_bytes=result['saved_bytes'])
+                       saved_bytes=result['saved_bytes'],
+                       saved_per_batch_bytes=result['saved_per_batch_bytes'])
         rows.append(row)
     shape = 'x'.join(map(str, args.shape))
     header = ['model', 'params', 'params (M)', 'paper params',
               f'FLOPs @{shape}', 'paper FLOPs', 'source']
     if args.traffic:
-        header += ['writes (M elements)', 'saved for backward (MB)']
+        header += ['writes (M elements)', 'saved for backward (MB)',
+                   'saved once per batch (MB)']
     lines = []
     for r in rows:
         lines.append([
@@ -125,7 +127,8 @@ def main():
         ])
         if args.traffic:
             lines[-1] += [
-                f"{r['written'] / 1e6:.2f}", f"{r['saved_bytes'] / 2**20:.1f}"
+                f"{r['written'] / 1e6:.2f}", f"{r['saved_bytes'] / 2**20:.1f}",
+                f"{r['saved_per_batch_bytes'] / 2**20:.1f}"
             ]
     if args.markdown:
         print('| ' + ' | '.join(header) + ' |')

@@ -44,6 +44,8 @@ What is here and why (``tools/analysis/benchmark.py`` measures it):
   (DenseNet+Elastic's last dense block).
 * :func:`down_conv1` -- in training, a low branch's conv1 does not keep
   its pooled input for the backward pass; the pool runs again there.
+* :func:`conv_of_parts` -- in training, the merged convs keep their weight
+  parts, not a concatenated copy, for the backward pass.
 * In-place residual sums (in :class:`ElasticBottleneck`) and branch sums
   (in :class:`ElasticDenseLayer`).
 
