@@ -190,17 +190,21 @@ def test_block_fast_equals_straightforward(case, train, channels_last):
                               atol=ATOL), name
 
 
-def saved_shapes(module, x):
-    """Shapes of the tensors a training forward keeps for backward."""
-    shapes = []
+def saved_tensors(module, inputs):
+    """The tensors a training forward keeps for backward."""
+    saved = []
 
     def pack(tensor):
-        shapes.append(tuple(tensor.shape))
+        saved.append(tensor)
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        module(x)
-    return shapes
+        module(inputs)
+    return saved
+
+
+def saved_shapes(module, inputs):
+    return [tuple(t.shape) for t in saved_tensors(module, inputs)]
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
@@ -236,17 +240,9 @@ def saved_weight_copies(module, inputs):
     """4D tensors a training forward keeps for backward that are neither a
     parameter nor a feature map (batch 3): copies of weights."""
     params = {p.untyped_storage().data_ptr() for p in module.parameters()}
-    copies = []
-
-    def pack(tensor):
-        if tensor.dim() == 4 and tensor.shape[0] != 3 and \
-                tensor.untyped_storage().data_ptr() not in params:
-            copies.append(tuple(tensor.shape))
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        module(inputs)
-    return copies
+    return [tuple(t.shape) for t in saved_tensors(module, inputs)
+            if t.dim() == 4 and t.shape[0] != 3 and
+            t.untyped_storage().data_ptr() not in params]
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
