@@ -59,6 +59,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+from torch.nn.modules.utils import _pair
 
 _state = dict(enabled=True)
 
@@ -272,10 +273,8 @@ def fused_branches(high, low, x):
         return t if low.resample is None else low.resample.up(t, size)
 
     args = (h, y, high.conv3.weight, low.conv3.weight)
-    # Under torch.compile, Inductor's partitioner chooses what to save; with
-    # the custom function, compiled training ran at half the speed.
-    if torch.is_grad_enabled() and any(t.requires_grad for t in args) and \
-            not torch.compiler.is_compiling():
+    # With the custom function, compiled training ran at half the speed.
+    if _saves_for_backward(*args):
         return _CommutedConv3.apply(*args, up)
     return _commuted_conv3(*args, up)
 
@@ -313,10 +312,8 @@ class _CommutedConv3(torch.autograd.Function):
             up_y = ctx.up(y_leaf)
         inputs = torch.cat([h, up_y.detach()], dim=1)
         weight = torch.cat([weight_high, weight_low], dim=1)
-        grad_inputs, grad_weight, _ = torch.ops.aten.convolution_backward(
-            grad.contiguous(memory_format=_memory_format(inputs)), inputs,
-            weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
-            [need_h or need_y, need_wh or need_wl, False])
+        grad_inputs, grad_weight = _conv2d_backward(
+            grad, inputs, weight, need_h or need_y, need_wh or need_wl)
         split = h.shape[1]
         grad_h = grad_y = grad_wh = grad_wl = None
         if need_h:
@@ -355,9 +352,7 @@ def down_conv1(branch, x):
     training step at batch 8 on our 2-core CPU.
     """
     args = (x, branch.conv1.weight)
-    # Under torch.compile, Inductor's partitioner chooses what to save.
-    if torch.is_grad_enabled() and any(t.requires_grad for t in args) and \
-            not torch.compiler.is_compiling():
+    if _saves_for_backward(*args):
         return _DownConv1.apply(*args, branch.resample.down)
     return branch.conv1(branch.resample.down(x))
 
@@ -381,10 +376,8 @@ class _DownConv1(torch.autograd.Function):
         with torch.enable_grad(), fast_path(True):
             x_leaf = x.detach().requires_grad_(need_x)
             pooled = ctx.down(x_leaf)
-        grad_pooled, grad_w, _ = torch.ops.aten.convolution_backward(
-            grad.contiguous(memory_format=_memory_format(pooled)),
-            pooled.detach(), weight, None, [1, 1], [0, 0], [1, 1], False,
-            [0, 0], 1, [need_x, need_w, False])
+        grad_pooled, grad_w = _conv2d_backward(grad, pooled.detach(), weight,
+                                               need_x, need_w)
         grad_x = None
         if need_x:
             grad_x, = torch.autograd.grad(pooled, x_leaf, grad_pooled)
@@ -394,6 +387,27 @@ class _DownConv1(torch.autograd.Function):
 def _memory_format(x):
     return torch.channels_last if is_channels_last(x) else \
         torch.contiguous_format
+
+
+def _saves_for_backward(*tensors):
+    """Whether autograd will keep tensors of an op on ``tensors`` for the
+    backward pass that the custom functions here can keep fewer of: in
+    eager training. Under torch.compile, Inductor's partitioner chooses
+    what to save."""
+    return torch.is_grad_enabled() and \
+        not torch.compiler.is_compiling() and \
+        any(t.requires_grad for t in tensors)
+
+
+def _conv2d_backward(grad, x, weight, need_x, need_weight, stride=(1, 1),
+                     padding=(0, 0), dilation=(1, 1), groups=1):
+    """Gradients of ``F.conv2d(x, weight, ...)`` (no bias) for ``grad``:
+    ``(grad_x, grad_weight)``, each None where not needed."""
+    grad_x, grad_weight, _ = torch.ops.aten.convolution_backward(
+        grad.contiguous(memory_format=_memory_format(x)), x, weight, None,
+        stride, padding, dilation, False, [0, 0], groups,
+        [need_x, need_weight, False])
+    return grad_x, grad_weight
 
 
 def can_merge_branches(high, low):
@@ -486,10 +500,6 @@ def merged_branches(high, low, x):
     return conv_of_parts(out, [high.conv3.weight, low.conv3.weight], dim=1)
 
 
-def _pair(v):
-    return list(v) if isinstance(v, (tuple, list)) else [v, v]
-
-
 def conv_of_parts(x, weights, dim=0, stride=1, padding=0, dilation=1,
                   groups=1):
     """``conv2d(x, cat(weights, dim))`` that, in training, keeps the weight
@@ -497,14 +507,14 @@ def conv_of_parts(x, weights, dim=0, stride=1, padding=0, dilation=1,
 
     The merged branches concatenate the branches' weights on every call;
     plain autograd would keep each concatenation until the backward pass,
-    a second copy of every merged block's weights (47 MB in
-    ResNeXt50+Elastic, whose last stage is not elastic). The parts are
+    a second copy of every merged block's weights (51 MB in
+    ResNeXt50+Elastic, whose last stage is not elastic;
+    ``feature_map_traffic``'s ``saved_per_batch_bytes``). The parts are
     parameters, kept anyway, so the backward pass concatenates them again.
     """
     conv = dict(stride=_pair(stride), padding=_pair(padding),
                 dilation=_pair(dilation), groups=groups)
-    if torch.is_grad_enabled() and not torch.compiler.is_compiling() and \
-            any(t.requires_grad for t in (x, *weights)):
+    if _saves_for_backward(x, *weights):
         return _ConvOfParts.apply(x, dim, conv, *weights)
     return F.conv2d(x, torch.cat(weights, dim), **conv)
 
@@ -524,17 +534,13 @@ class _ConvOfParts(torch.autograd.Function):
         x, *weights = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[0], any(
             ctx.needs_input_grad[3:])
-        conv = ctx.conv
-        grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
-            grad.contiguous(memory_format=_memory_format(x)), x,
-            torch.cat(weights, ctx.dim), None, conv['stride'],
-            conv['padding'], conv['dilation'], False, [0, 0],
-            conv['groups'], [need_x, need_w, False])
+        grad_x, grad_w = _conv2d_backward(
+            grad, x, torch.cat(weights, ctx.dim), need_x, need_w, **ctx.conv)
         grad_parts = [None] * len(weights)
         if need_w:
             grad_parts = grad_w.split([w.shape[ctx.dim] for w in weights],
                                       ctx.dim)
-        return (grad_x if need_x else None, None, None, *grad_parts)
+        return (grad_x, None, None, *grad_parts)
 
 
 def can_merge_dense_branches(high, low):
