@@ -494,21 +494,9 @@ def test_dense_layer_fast_equals_straightforward(elastic, train,
                               atol=ATOL), name
 
 
-def count_dense_merges(monkeypatch):
-    import mmelastic.models.backbones.densenet as densenet
-    calls = []
-    original = densenet.merged_dense_exit
-
-    def wrapper(*args):
-        calls.append(1)
-        return original(*args)
-
-    monkeypatch.setattr(densenet, 'merged_dense_exit', wrapper)
-    return calls
-
-
 def test_dense_merge_dispatch(monkeypatch):
-    merged = count_dense_merges(monkeypatch)
+    import mmelastic.models.backbones.densenet as densenet
+    merged = count_calls(monkeypatch, 'merged_dense_exit', densenet)
     inputs = [torch.randn(2, 24, 8, 8)]
     make_dense_layer(elastic=True).eval()(inputs)
     make_dense_layer(elastic=False, high_ratio=1.0).eval()(inputs)
