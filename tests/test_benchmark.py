@@ -324,3 +324,59 @@ def test_profile_run(tmp_path, run_cmd):
     assert '[train] profiled 2 steps per model' in proc.stdout
     with pytest.raises(bm.BenchmarkError, match='--profile >= 0'):
         bm.run_benchmark([], profile=-1)
+
+
+def test_conv_time_run(tmp_path, run_cmd):
+    """--conv-time: every model's convolutions of one step, timed alone in
+    interleaved rounds next to a whole step, in the JSON and as a table
+    whose rest row is the step minus the convolutions."""
+    configs = write_tiny_configs(tmp_path)
+    out = tmp_path / 'bench.json'
+    proc = run_cmd([
+        'python', TOOL, *configs, '--size', '32', '--batch', '2', '--reps',
+        '2', '--warmup', '0', '--mode', 'both', '--threads', '1',
+        '--no-memory', '--conv-time', '--json', out
+    ], timeout=300)
+    result = json.loads(out.read_text())
+    assert result['settings']['conv_time'] is True
+    lines = proc.stdout.splitlines()
+    for mode in ('infer', 'train'):
+        header = lines.index(next(
+            line for line in lines
+            if line.startswith(f'{mode}: convolutions timed alone')))
+        assert lines[header].split()[-2:] == ['tiny_plain', 'tiny_elastic']
+        rows = {}
+        for line in lines[header + 1:header + 10]:
+            label, *values = re.split(r'\s{2,}', line.strip())
+            rows[label] = values
+        for i, model in enumerate(result['models']):
+            conv = model[mode]['conv_time']
+            # Medians of two rounds: means of their values.
+            rounds = conv['rounds_ms']
+            assert len(rounds) == 2
+            assert conv['step_ms'] == pytest.approx(
+                sum(r['step'] for r in rounds) / 2)
+            assert conv['total_ms'] == pytest.approx(
+                sum(r['convolutions'] for r in rounds) / 2)
+            assert conv['rest_ms'] == pytest.approx(
+                conv['step_ms'] - conv['total_ms'])
+            assert conv['total_ms'] > 0 and conv['top_calls']
+            backward = conv['calls']['backward']
+            assert (backward > 0) == (mode == 'train')
+            assert rows['convolution calls (forward + backward)'][i] == \
+                f'{conv["calls"]["forward"]} + {backward}'
+            assert rows['convolutions, all'][i] == f'{conv["total_ms"]:.1f}'
+            assert rows['rest of the step (step - convolutions)'][i] == \
+                f'{conv["rest_ms"]:.1f}'
+            assert rows['convolutions, share of the step'][i] == \
+                f'{100 * conv["total_ms"] / conv["step_ms"]:.0f}%'
+        ref = result['models'][0][mode]['conv_time']
+        ela = result['models'][1][mode]['conv_time']
+        assert rows['convolutions, ratio to tiny_plain'] == [
+            '1.00x', f'{ela["total_ms"] / ref["total_ms"]:.2f}x']
+        assert rows['rest, ratio to tiny_plain'] == [
+            '1.00x', f'{ela["rest_ms"] / ref["rest_ms"]:.2f}x']
+        assert all(len(values) == 2 for values in rows.values())
+        assert f'[{mode}] convolutions timed alone, round 2/2' in proc.stdout
+    with pytest.raises(bm.BenchmarkError, match='Drop --compile'):
+        bm.run_benchmark([], compile=True, conv_time=True)

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from mmelastic.models.utils import fast_path
+from .conv_time import (record_convolutions, summarize_conv_time,
+                        time_convolutions)
 
 #: Where ``--models NAME`` looks for ``NAME.py``.
 CONFIG_DIR = osp.join(
@@ -364,7 +366,7 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
                   channels_last=False, compile=False, threads=None,
                   warmup=2, reps=5, modes=MODES, memory=True,
                   straightforward=False, freeze=False, profile=0,
-                  log=None):
+                  conv_time=False, log=None):
     """Time every model, interleaved, and probe its peak memory.
 
     Args:
@@ -383,6 +385,10 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         profile (int): After the timed rounds, profile this many steps of
             every model per mode with ``torch.profiler``
             (:func:`profile_ops`); 0: none.
+        conv_time (bool): After the timed rounds, record every model's
+            convolutions of one step per mode and time them alone, next to
+            one whole step, in interleaved rounds as many as ``reps``
+            (:mod:`mmelastic.analysis.conv_time`). Eager models only.
         log (callable, optional): Called with one progress line at a time.
 
     Returns:
@@ -391,7 +397,8 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         rep, ``throughput`` = batch / time summarized as ``median``,
         ``q1``, ``q3``, ``min``, ``max`` in images/s, ``ratio`` =
         median throughput / the first model's, and with ``profile``
-        ``profile_ms``) and, with ``memory``, ``memory`` per model.
+        ``profile_ms``, with ``conv_time`` ``conv_time``) and, with
+        ``memory``, ``memory`` per model.
     """
     log = log or (lambda line: None)
     if warmup < 0 or reps < 1 or batch < 1 or size < 1 or profile < 0:
@@ -406,6 +413,11 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             '--freeze times inference only (a frozen graph keeps the '
             'weights it was compiled with, and freezing does not apply to '
             'training graphs); add --mode infer')
+    if conv_time and compile:
+        raise BenchmarkError(
+            '--conv-time records the convolutions of an eager step; '
+            'torch.compile\'d code runs them inside its own kernels, where '
+            'they cannot be recorded. Drop --compile (or --conv-time)')
     dev = check_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -413,6 +425,7 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         device=str(dev), batch=batch, size=size, amp=amp,
         channels_last=channels_last, compile=compile, freeze=freeze,
         straightforward=straightforward, profile_steps=profile,
+        conv_time=conv_time,
         threads=torch.get_num_threads(), warmup=warmup, reps=reps,
         modes=modes, torch=torch.__version__,
         cuda_device=torch.cuda.get_device_name(dev)
@@ -462,6 +475,8 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             for res, runner in zip(results, runners):
                 res[mode]['profile_ms'] = profile_ops(runner, mode, profile)
             log(f'[{mode}] profiled {profile} steps per model')
+        if conv_time:
+            _time_convolutions(runners, results, mode, schedule, log)
     del runners
     if dev.type == 'cuda':
         torch.cuda.empty_cache()
@@ -478,6 +493,24 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
                 f'{m} peak {res["memory"][m]["peak_mb"]:.0f} MB'
                 for m in modes) + f' ({time.perf_counter() - start:.0f}s)')
     return dict(settings=settings, schedule=schedule, models=results)
+
+
+def _time_convolutions(runners, results, mode, schedule, log):
+    """``conv_time`` of every model for one mode (see :func:`run_benchmark`).
+    """
+    calls = [record_convolutions(lambda r=r: r.step(mode)) for r in runners]
+    rounds = [[] for _ in runners]
+    for rnd, order in enumerate(schedule):
+        for i in order:
+            # A whole step next to the convolutions alone, in the same
+            # round: their difference is not skewed by the machine's drift.
+            step = runners[i].timed_step(mode)
+            rounds[i].append(time_convolutions(calls[i], runners[i].sync))
+            rounds[i][-1]['step'] = step
+        log(f'[{mode}] convolutions timed alone, round {rnd + 1}/'
+            f'{len(schedule)}')
+    for i, res in enumerate(results):
+        res[mode]['conv_time'] = summarize_conv_time(calls[i], rounds[i])
 
 
 def profile_ops(runner, mode, steps=3):
@@ -526,11 +559,55 @@ def format_profile(result, top=15):
                 for op in ops[:top]]
         rows.append([f'all {len(ops)} ops'] +
                     [f'{sum(p.values()):.1f}' for p in profiles])
-        widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-        blocks.append('\n'.join(
-            '  '.join(x.ljust(w) if i == 0 else x.rjust(w)
-                      for i, (x, w) in enumerate(zip(line, widths)))
-            for line in [header] + rows))
+        blocks.append(_side_by_side(header, rows))
+    return '\n\n'.join(blocks)
+
+
+def _side_by_side(header, rows):
+    """Text columns: the first left-aligned (labels), the rest right."""
+    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+    return '\n'.join(
+        '  '.join(x.ljust(w) if i == 0 else x.rjust(w)
+                  for i, (x, w) in enumerate(zip(line, widths)))
+        for line in [header] + rows)
+
+
+def format_conv_time(result):
+    """Plain-text tables of the ``conv_time`` of a benchmark result: per
+    mode, one column per model."""
+    models = result['models']
+    blocks = []
+    for mode in result['settings']['modes']:
+        if not all('conv_time' in m[mode] for m in models):
+            continue
+        times = [m[mode]['conv_time'] for m in models]
+        header = [f'{mode}: convolutions timed alone (ms per step)'
+                  ] + [m['name'] for m in models]
+        rows = [
+            ['convolution calls (forward + backward)'] +
+            [f'{t["calls"]["forward"]} + {t["calls"]["backward"]}'
+             for t in times],
+            ['convolutions, forward'] +
+            [f'{t["forward_ms"]:.1f}' for t in times],
+            ['convolutions, backward'] +
+            [f'{t["backward_ms"]:.1f}' for t in times],
+            ['convolutions, all'] + [f'{t["total_ms"]:.1f}' for t in times],
+            ['step (timed in the same rounds)'] +
+            [f'{t["step_ms"]:.1f}' for t in times],
+            ['rest of the step (step - convolutions)'] +
+            [f'{t["rest_ms"]:.1f}' for t in times],
+            ['convolutions, share of the step'] +
+            [f'{100 * t["total_ms"] / t["step_ms"]:.0f}%' for t in times],
+        ]
+        ref = times[0]
+        if len(times) > 1:
+            for key, label in (('total_ms', 'convolutions'),
+                               ('rest_ms', 'rest')):
+                rows.append([f'{label}, ratio to {models[0]["name"]}'] + [
+                    f'{t[key] / ref[key]:.2f}x' if ref[key] > 0 else '-'
+                    for t in times
+                ])
+        blocks.append(_side_by_side(header, rows))
     return '\n\n'.join(blocks)
 
 

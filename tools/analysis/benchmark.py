@@ -16,6 +16,8 @@ Examples:
         resnext50_elastic --plot work_dirs/bench.png
     python tools/analysis/benchmark.py --models resnext50_mmpretrain \
         resnext50_elastic --mode train --no-memory --profile 3
+    python tools/analysis/benchmark.py --models resnext50_mmpretrain \
+        resnext50_elastic --mode train --no-memory --conv-time
 
 Every model is timed in this one process, in ABBA rounds (the given order,
 then reversed, ...; one step of every model per round) after warm-up
@@ -32,8 +34,9 @@ import sys
 import warnings
 
 from mmelastic.analysis.benchmark import (BenchmarkError, finite_json,
-                                          format_profile, format_table,
-                                          plot_result, plot_suffix_problem,
+                                          format_conv_time, format_profile,
+                                          format_table, plot_result,
+                                          plot_suffix_problem,
                                           resolve_models, run_benchmark)
 
 
@@ -83,6 +86,13 @@ def parse_args(argv=None):
         help='after the timed rounds, profile STEPS steps of every model '
         'per mode (torch.profiler) and print the self time per op, ms per '
         'step, side by side')
+    parser.add_argument(
+        '--conv-time', action='store_true',
+        help='after the timed rounds, record the convolutions of one step '
+        'of every model per mode, time each alone (interleaved rounds, as '
+        'many as --reps) and print their sum next to the step time: how '
+        'much of a step is convolutions and how much is the rest (not with '
+        '--compile)')
     parser.add_argument('--json', metavar='FILE', help='also write JSON')
     parser.add_argument(
         '--plot', metavar='FILE',
@@ -128,6 +138,7 @@ def main(argv=None):
             straightforward=args.straightforward,
             freeze=args.freeze,
             profile=args.profile,
+            conv_time=args.conv_time,
             log=log)
     except BenchmarkError as e:
         print(f'benchmark.py: error: {e}', file=sys.stderr)
@@ -135,6 +146,8 @@ def main(argv=None):
     print(format_table(result))
     if args.profile:
         print('\n' + format_profile(result))
+    if args.conv_time:
+        print('\n' + format_conv_time(result))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(finite_json(result), f, indent=2)
