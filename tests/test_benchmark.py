@@ -156,6 +156,24 @@ def test_plot_rows_and_figure(tmp_path):
     assert not (tmp_path / 'c.jpeg').exists()
 
 
+def test_plot_of_the_step_split(tmp_path):
+    """With --conv-time the figure gets a panel splitting each step into
+    its convolutions and the rest; a negative rest (noise) still plots."""
+    result = fake_result()
+    for i, m in enumerate(result['models']):
+        for mode, (conv, rest) in (('infer', (80.0, 20.0 * (i + 1))),
+                                   ('train', (300.0, -5.0 * i))):
+            m[mode]['conv_time'] = dict(total_ms=conv, rest_ms=rest)
+    rows = bm.plot_rows(result)
+    assert rows['conv_time'] == [
+        ('base', dict(infer=(80.0, 20.0), train=(300.0, 0.0))),
+        ('elastic', dict(infer=(80.0, 40.0), train=(300.0, -5.0)))]
+    path = bm.plot_result(result, str(tmp_path / 'split.png'))
+    assert png_size(path) == (round(4 * 5.2 * 120), round(2.1 * 120))
+    del result['models'][1]['train']['conv_time']
+    assert 'conv_time' not in bm.plot_rows(result)
+
+
 def test_plot_suffix_is_checked_before_running(tmp_path, capsys):
     tool = load_tool()
     with pytest.raises(SystemExit) as exc:

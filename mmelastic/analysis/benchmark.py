@@ -694,7 +694,9 @@ def plot_rows(result):
     Returns:
         dict: ``mode -> list of (name, median, q1, q3, min, max, ratio)``
         in images/s, in the order of ``result['models']``; with memory
-        probes also ``'memory' -> list of (name, {mode: peak MB})``.
+        probes also ``'memory' -> list of (name, {mode: peak MB})``; with
+        ``conv_time`` in every mode also ``'conv_time' -> list of (name,
+        {mode: (convolutions ms, rest ms)})``.
     """
     rows = {}
     for mode in result['settings']['modes']:
@@ -709,7 +711,36 @@ def plot_rows(result):
             mode: m['memory'][mode]['peak_mb']
             for mode in result['settings']['modes']
         }) for m in result['models']]
+    modes = result['settings']['modes']
+    if all('conv_time' in m[mode] for m in result['models'] for mode in modes):
+        rows['conv_time'] = [(m['name'], {
+            mode: (m[mode]['conv_time']['total_ms'],
+                   m[mode]['conv_time']['rest_ms'])
+            for mode in modes
+        }) for m in result['models']]
     return rows
+
+
+def _plot_step_split(ax, rows, modes, y):
+    """The ``conv_time`` panel: per model and mode, a bar of the step's
+    convolutions and one of the rest after it, labelled with both ratios to
+    the first model."""
+    width = 0.8 / len(modes)
+    for k, mode in enumerate(modes):
+        conv, rest = zip(*[split[mode] for _, split in rows])
+        offsets = [i - 0.4 + width * (k + 0.5) for i in y]
+        drawn_rest = [max(r, 0.0) for r in rest]  # noise can make it < 0
+        ax.barh(offsets, conv, height=width * 0.9, color=f'C{k}')
+        ax.barh(offsets, drawn_rest, left=conv, height=width * 0.9,
+                color=f'C{k}', alpha=0.35)
+        for offset, c, r, d in zip(offsets, conv, rest, drawn_rest):
+            ratios = f'{c / conv[0]:.2f}x' + (
+                f' + {r / rest[0]:.2f}x' if rest[0] > 0 else '')
+            ax.text(c + d, offset, f' {ratios} {MODE_TITLES[mode]}',
+                    va='center', fontsize=7)
+    ax.set_xlim(0, max(c + max(r, 0.0) for _, split in rows
+                       for c, r in split.values()) * 2.1)
+    ax.set_xlabel('ms per step: convolutions timed alone + the rest')
 
 
 def plot_result(result, path):
@@ -718,7 +749,8 @@ def plot_result(result, path):
     One panel per mode: the median images/s of every model as a bar, its
     quartiles as a thick whisker and its range as a thin one, labelled with
     the ratio to the first model (dashed line); with memory probes, one more
-    panel with the peak memory per mode.
+    panel with the peak memory per mode; with ``conv_time``, one more with
+    each step split into its convolutions (dark) and the rest (light).
 
     Returns:
         str: ``path``.
@@ -732,7 +764,7 @@ def plot_result(result, path):
 
     rows = plot_rows(result)
     modes = result['settings']['modes']
-    panels = modes + (['memory'] if 'memory' in rows else [])
+    panels = modes + [p for p in ('memory', 'conv_time') if p in rows]
     names = [m['name'] for m in result['models']]
     height = 1.2 + 0.45 * len(names)
     fig, axes = plt.subplots(
@@ -752,6 +784,8 @@ def plot_result(result, path):
             ax.set_xlim(0, max(max(peak.values())
                                for _, peak in rows['memory']) * 1.5)
             ax.set_xlabel('peak memory (MB); ratio to the first model')
+        elif panel == 'conv_time':
+            _plot_step_split(ax, rows['conv_time'], modes, y)
         else:
             median, q1, q3, low, high, ratio = zip(
                 *[row[1:] for row in rows[panel]])
