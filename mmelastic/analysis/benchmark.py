@@ -546,20 +546,30 @@ def format_profile(result, top=15):
     """Plain-text tables of the ``profile_ms`` of a :func:`run_benchmark`
     result: per mode, the ``top`` ops by their largest time in any model,
     one column per model, and the sum over all ops."""
-    models = result['models']
-    blocks = []
-    for mode in result['settings']['modes']:
-        if not all('profile_ms' in m[mode] for m in models):
-            continue
-        profiles = [m[mode]['profile_ms'] for m in models]
+
+    def table(mode, profiles, names):
         ops = sorted({op for p in profiles for op in p},
                      key=lambda op: -max(p.get(op, 0.0) for p in profiles))
-        header = [f'{mode}: ms per step'] + [m['name'] for m in models]
         rows = [[op] + [f'{p.get(op, 0.0):.1f}' for p in profiles]
                 for op in ops[:top]]
         rows.append([f'all {len(ops)} ops'] +
                     [f'{sum(p.values()):.1f}' for p in profiles])
-        blocks.append(_side_by_side(header, rows))
+        return [f'{mode}: ms per step'] + names, rows
+
+    return _mode_tables(result, 'profile_ms', table)
+
+
+def _mode_tables(result, key, table):
+    """One side-by-side text table per mode in which every model has
+    ``key``: ``table(mode, values, names) -> (header, rows)`` with the
+    models' ``[mode][key]`` values and names."""
+    models = result['models']
+    names = [m['name'] for m in models]
+    blocks = []
+    for mode in result['settings']['modes']:
+        if all(key in m[mode] for m in models):
+            blocks.append(_side_by_side(
+                *table(mode, [m[mode][key] for m in models], names)))
     return '\n\n'.join(blocks)
 
 
@@ -575,14 +585,8 @@ def _side_by_side(header, rows):
 def format_conv_time(result):
     """Plain-text tables of the ``conv_time`` of a benchmark result: per
     mode, one column per model."""
-    models = result['models']
-    blocks = []
-    for mode in result['settings']['modes']:
-        if not all('conv_time' in m[mode] for m in models):
-            continue
-        times = [m[mode]['conv_time'] for m in models]
-        header = [f'{mode}: convolutions timed alone (ms per step)'
-                  ] + [m['name'] for m in models]
+
+    def table(mode, times, names):
         rows = [
             ['convolution calls (forward + backward)'] +
             [f'{t["calls"]["forward"]} + {t["calls"]["backward"]}'
@@ -603,12 +607,14 @@ def format_conv_time(result):
         if len(times) > 1:
             for key, label in (('total_ms', 'convolutions'),
                                ('rest_ms', 'rest')):
-                rows.append([f'{label}, ratio to {models[0]["name"]}'] + [
+                rows.append([f'{label}, ratio to {names[0]}'] + [
                     f'{t[key] / ref[key]:.2f}x' if ref[key] > 0 else '-'
                     for t in times
                 ])
-        blocks.append(_side_by_side(header, rows))
-    return '\n\n'.join(blocks)
+        header = [f'{mode}: convolutions timed alone (ms per step)'] + names
+        return header, rows
+
+    return _mode_tables(result, 'conv_time', table)
 
 
 def format_table(result):
