@@ -24,6 +24,8 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from mmelastic.models.utils.fast_ops import is_channels_last
+
 
 def _conv_ops():
     """The ATen ops a convolution can reach the dispatcher as.
@@ -94,16 +96,11 @@ class ConvCall(collections.namedtuple('ConvCall', 'op args kwargs')):
         return text
 
 
-def _is_channels_last(t):
-    return t.dim() == 4 and not t.is_contiguous() and \
-        t.is_contiguous(memory_format=torch.channels_last)
-
-
 def _freeze(value):
     """A hashable record of one op argument."""
     if isinstance(value, torch.Tensor):
         return TensorSpec(
-            tuple(value.shape), _is_channels_last(value), value.dtype,
+            tuple(value.shape), is_channels_last(value), value.dtype,
             str(value.device))
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
