@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from mmelastic.models.utils import fast_path
+from .complexity import TensorForward
 from .conv_time import (record_convolutions, summarize_conv_time,
                         time_convolutions)
 
@@ -124,17 +125,6 @@ def summarize(values):
 # --------------------------------------------------------------------------
 # Models and steps
 # --------------------------------------------------------------------------
-class TensorForward(torch.nn.Module):
-    """``model(x, mode='tensor')`` as a plain module (for torch.compile)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, inputs):
-        return self.model(inputs, mode='tensor')
-
-
 def build_model(config):
     """Build a config's model (mmpretrain classifier or mmseg segmentor)."""
     from mmengine.config import Config

@@ -8,9 +8,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 
-class _TensorForward(torch.nn.Module):
-    """Run a classifier/segmentor end to end on a raw tensor (no data
-    preprocessor), so the counter sees backbone, neck and head."""
+class TensorForward(torch.nn.Module):
+    """``model(x, mode='tensor')`` as a plain module: a classifier or
+    segmentor end to end on a raw tensor (no data preprocessor), so the
+    counters see backbone, neck and head, and torch.compile one module."""
 
     def __init__(self, model):
         super().__init__()
@@ -45,7 +46,7 @@ def model_complexity(model, shape=(224, 224)):
     # upsampling written as convolutions, a commuted conv3 at full size).
     with torch.no_grad(), fast_path(False):
         info = get_model_complexity_info(
-            _TensorForward(model),
+            TensorForward(model),
             input_shape=(3, *shape),
             show_table=False,
             show_arch=False)
@@ -101,7 +102,7 @@ def feature_map_traffic(model, shape=(224, 224)):
         ``'native_batch_norm'``, to its part of ``written``, largest first),
         ``saved_bytes`` (int) and ``saved_per_batch_bytes`` (int).
     """
-    forward = _TensorForward(model)
+    forward = TensorForward(model)
     param = next(model.parameters())
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
 
