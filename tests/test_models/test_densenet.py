@@ -256,10 +256,18 @@ def test_scale_policy_taps_are_the_two_3x3_convs():
 # --- training behaviour -----------------------------------------------------
 
 
-def test_memory_efficient_equals_plain():
+@pytest.mark.parametrize('memory_efficient',
+                         [True, (True, False, False, False)])
+def test_memory_efficient_equals_plain(memory_efficient):
     torch.manual_seed(0)
     plain = tiny(drop_rate=0.)
-    efficient = tiny(memory_efficient=True)
+    efficient = tiny(memory_efficient=memory_efficient)
+    flags = (memory_efficient, ) * 4 if memory_efficient is True else \
+        memory_efficient
+    for stage, flag in zip(efficient.stages, flags):
+        layers = [m for m in stage.modules()
+                  if isinstance(m, ElasticDenseLayer)]
+        assert layers and all(m.memory_efficient is flag for m in layers)
     efficient.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 41, 35)
     results = []
@@ -316,6 +324,9 @@ def test_bad_arguments_name_the_fix():
         ElasticDenseNet(arch=dict(growth_rate=32))
     with pytest.raises(ValueError, match='one flag per dense block'):
         tiny(elastic=(True, False))
+    with pytest.raises(ValueError, match='memory_efficient needs one flag '
+                       'per dense block'):
+        tiny(memory_efficient=(True, False))
     with pytest.raises(ValueError, match='out_indices'):
         tiny(out_indices=(4, ))
     with pytest.raises(ValueError, match='whole channels'):

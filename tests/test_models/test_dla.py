@@ -370,6 +370,21 @@ def test_with_cp_same_result_and_gradients():
     assert_same_training_step(plain, ckpt, torch.randn(2, 3, 41, 37))
 
 
+def test_with_cp_per_tree():
+    torch.manual_seed(0)
+    plain = tiny(arch='dla60x_elastic')
+    first = tiny(arch='dla60x_elastic', with_cp=(True, False, False, True))
+    for i, flag in zip(range(2, 6), (True, False, False, True)):
+        blocks = [m for m in getattr(first, f'level{i}').modules()
+                  if isinstance(m, ElasticBottleneck)]
+        assert blocks and all(b.with_cp is flag for b in blocks)
+    first.load_state_dict(plain.state_dict())
+    assert_same_training_step(plain, first, torch.randn(2, 3, 41, 37))
+    with pytest.raises(ValueError,
+                       match='with_cp needs one flag per tree of levels 2-5'):
+        tiny(arch='dla60x', with_cp=(True, False))
+
+
 def test_bad_arguments_name_the_fix():
     with pytest.raises(KeyError, match='dla60x_elastic'):
         ElasticDLA(arch='dla34')

@@ -279,6 +279,29 @@ def test_with_cp_same_result_and_gradients():
     assert_same_training_step(plain, ckpt, torch.randn(2, 3, 64, 64))
 
 
+def test_with_cp_per_stage():
+    from mmelastic.analysis import feature_map_traffic
+    torch.manual_seed(0)
+    plain = tiny(arch='resnext50_elastic')
+    first = tiny(arch='resnext50_elastic', with_cp=(True, False, False, False))
+    assert [[b.with_cp for b in getattr(first, layer)]
+            for layer in first.res_layers] == [[True] * 6, [False] * 8,
+                                               [False] * 5, [False] * 3]
+    first.load_state_dict(plain.state_dict())
+    assert_same_training_step(plain, first, torch.randn(2, 3, 64, 64))
+    # Checkpointing the first stage keeps less than no checkpointing and
+    # more than checkpointing every stage.
+    saved = []
+    for with_cp in (False, (True, False, False, False), True):
+        model = classifier(
+            arch='resnext50_elastic', with_cp=with_cp, base_channels=8,
+            stem_channels=8, groups=4, width_per_group=2)
+        saved.append(feature_map_traffic(model, (64, 64))['saved_bytes'])
+    assert saved[0] > saved[1] > saved[2]
+    with pytest.raises(ValueError, match='with_cp needs one flag per stage'):
+        tiny(arch='resnext50_elastic', with_cp=(True, False))
+
+
 def test_custom_arch_dict_and_bad_arch():
     model = ElasticResNeXt(
         arch=dict(stage_blocks=(1, 1, 1, 1), elastic=True), base_channels=8,

@@ -31,7 +31,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmelastic.registry import register
 from ..utils import (ElasticBackboneMixin, Resample2x, fast_path,
-                     fast_path_enabled, kaiming_init_cfg, resolve_arch)
+                     fast_path_enabled, kaiming_init_cfg, resolve_arch,
+                     stage_flags)
 from ..utils.fast_ops import (can_merge_dense_branches, can_recompute_down,
                               down_conv1, merged_dense_conv1,
                               merged_dense_exit)
@@ -362,9 +363,10 @@ class ElasticDenseNet(ElasticBackboneMixin, BaseBackbone):
             single-branch layers) for the baselines.
         resample (str): Resampling of the low branch, see
             :class:`~mmelastic.models.utils.Resample2x`. Default: 'bilinear'.
-        memory_efficient (bool): Checkpoint every layer's concatenation,
-            ``norm1`` and 1x1 convs (much less memory, slower). Default:
-            False.
+        memory_efficient (bool | Sequence[bool]): Checkpoint every layer's
+            concatenation, ``norm1`` and 1x1 convs (much less memory,
+            slower), in every dense block or in those flagged (one flag per
+            block). Default: False.
         out_indices (Sequence[int] | int): Stages to output; negative values
             count from the end. Default: -1.
         frozen_stages (int): Freeze the stem and the first ``frozen_stages``
@@ -436,13 +438,12 @@ class ElasticDenseNet(ElasticBackboneMixin, BaseBackbone):
         self.num_stages = len(self.depths)
         if elastic is None:
             elastic = setting.get('elastic', True)
-        if isinstance(elastic, bool):
-            # Official model: the last (7x7 at 224) block is not elastic.
-            elastic = (elastic, ) * (self.num_stages - 1) + (False, )
-        if len(elastic) != self.num_stages:
-            raise ValueError(f'elastic needs one flag per dense block '
-                             f'({self.num_stages}), got {elastic}')
-        self.elastic_stages = tuple(bool(e) for e in elastic)
+        # Official model: the last (7x7 at 224) block is not elastic.
+        self.elastic_stages = stage_flags(
+            elastic, self.num_stages, 'elastic', 'dense block', last=False)
+        self.memory_efficient_stages = stage_flags(
+            memory_efficient, self.num_stages, 'memory_efficient',
+            'dense block')
         if high_ratio is None:
             high_ratio = 0.5 if any(self.elastic_stages) else 1.0
         self.high_ratio = high_ratio
@@ -488,7 +489,7 @@ class ElasticDenseNet(ElasticBackboneMixin, BaseBackbone):
                     high_ratio=high_ratio,
                     resample=resample,
                     drop_rate=drop_rate,
-                    memory_efficient=memory_efficient,
+                    memory_efficient=self.memory_efficient_stages[i],
                     conv_cfg=conv_cfg,
                     norm_cfg=norm_cfg))
             channels += depth * self.growth_rate

@@ -16,7 +16,8 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 
 from mmelastic.registry import register
 from ..utils import (ElasticBackboneMixin, ElasticBottleneck,
-                     kaiming_init_cfg, pretrained_init_cfg, resolve_arch)
+                     kaiming_init_cfg, pretrained_init_cfg, resolve_arch,
+                     stage_flags)
 
 #: The official bottleneck width rule: ``planes * cardinality / 32``, i.e. a
 #: "Split32" block is as wide as its output.
@@ -218,9 +219,10 @@ class ElasticDLA(ElasticBackboneMixin, BaseBackbone):
             Default: -1.
         norm_eval (bool): Keep every norm layer in eval mode while training.
             Default: False.
-        with_cp (bool): Gradient checkpointing of every bottleneck (the
-            official segmentation model checkpoints every level). Default:
-            False.
+        with_cp (bool | Sequence[bool]): Gradient checkpointing of every
+            bottleneck (the official segmentation model checkpoints every
+            level), or of those in the trees flagged (one flag per tree,
+            levels 2-5). Default: False.
         conv_cfg (dict, optional): Conv layer config. Default: None.
         norm_cfg (dict): Norm layer config. Default: ``dict(type='BN')``.
         pretrained (str, optional): Deprecated, use ``init_cfg``; accepted
@@ -311,18 +313,15 @@ class ElasticDLA(ElasticBackboneMixin, BaseBackbone):
                 f'levels={self.levels} and channels={self.channels}')
         if elastic is None:
             elastic = setting.get('elastic', True)
-        if isinstance(elastic, bool):
-            # Official rule: the last tree (7x7 at 224) is never elastic.
-            elastic = (elastic, elastic, elastic, False)
-        if len(elastic) != 4:
-            raise ValueError('elastic needs one flag per tree (level2-level5)'
-                             f', got {elastic}')
-        self.elastic_levels = tuple(bool(e) for e in elastic)
+        # Official rule: the last tree (7x7 at 224) is never elastic.
+        self.elastic_levels = stage_flags(elastic, 4, 'elastic',
+                                          'tree of levels 2-5', last=False)
+        self.cp_levels = stage_flags(with_cp, 4, 'with_cp',
+                                     'tree of levels 2-5')
         if high_ratio is None:
             high_ratio = 0.5 if any(self.elastic_levels) else 1.0
         self.high_ratio = high_ratio
         self.resample = resample
-        self.with_cp = with_cp
         self.conv_cfg = conv_cfg
         self.norm_cfg = norm_cfg
         self.norm_eval = norm_eval
@@ -344,14 +343,14 @@ class ElasticDLA(ElasticBackboneMixin, BaseBackbone):
         self.level1 = self._make_conv_level(
             ch[0], ch[1], self.levels[1], stride=2)
         for i in range(2, 6):
-            elastic_tree = self.elastic_levels[i - 2]
             self.add_module(
                 f'level{i}',
                 DLATree(
                     self.levels[i],
                     ch[i - 1],
                     ch[i],
-                    make_block=self._block_factory(elastic_tree),
+                    make_block=self._block_factory(
+                        self.elastic_levels[i - 2], self.cp_levels[i - 2]),
                     stride=2,
                     # level2 does not aggregate its pooled input.
                     level_root=i > 2,
@@ -389,7 +388,7 @@ class ElasticDLA(ElasticBackboneMixin, BaseBackbone):
             in_channels = out_channels
         return nn.Sequential(*modules)
 
-    def _block_factory(self, elastic_tree):
+    def _block_factory(self, elastic_tree, with_cp):
 
         def make_block(in_channels, out_channels, stride):
             mid_channels = out_channels * self.cardinality
@@ -409,7 +408,7 @@ class ElasticDLA(ElasticBackboneMixin, BaseBackbone):
                 elastic=elastic_tree and stride == 1,
                 high_ratio=self.high_ratio,
                 resample=self.resample,
-                with_cp=self.with_cp,
+                with_cp=with_cp,
                 conv_cfg=self.conv_cfg,
                 norm_cfg=self.norm_cfg)
 

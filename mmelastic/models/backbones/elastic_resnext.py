@@ -8,7 +8,8 @@ from mmpretrain.models.backbones import ResNet
 
 from mmelastic.registry import register
 from ..utils import (ElasticBackboneMixin, ElasticBottleneck, Resample2x,
-                     kaiming_init_cfg, pretrained_init_cfg, resolve_arch)
+                     kaiming_init_cfg, pretrained_init_cfg, resolve_arch,
+                     stage_flags)
 
 
 class ElasticResLayer(nn.Sequential):
@@ -138,13 +139,21 @@ class ElasticResNeXt(ResNet):
         base_channels (int): Planes of the first stage; block outputs are
             ``4 * base_channels * 2**i``. Default: 64.
         stem_channels (int): Channels of the 7x7 stem conv. Default: 64.
+        num_stages (int): Stages to build. Default: 4.
+        with_cp (bool | Sequence[bool]): Gradient checkpointing of every
+            block, or of the blocks of the stages flagged (one flag per
+            stage). Checkpointing the first stage alone saves most of the
+            activation memory the Elastic layout adds (its blocks run at the
+            highest resolution) for a fraction of the time that checkpointing
+            every block costs; see ``configs/imagenet/*_lowmem.py``.
+            Default: False.
         pretrained (str, optional): Deprecated, use ``init_cfg``; accepted
             because mmseg's ``EncoderDecoder`` passes it. Default: None.
         **kwargs: Other arguments of mmpretrain's
             :class:`~mmpretrain.models.backbones.ResNet`: ``in_channels``,
-            ``num_stages``, ``strides``, ``dilations``, ``out_indices``,
+            ``strides``, ``dilations``, ``out_indices``,
             ``deep_stem`` and ``avg_down`` (ResNetV1c/V1d), ``frozen_stages``,
-            ``conv_cfg``, ``norm_cfg``, ``norm_eval``, ``with_cp``,
+            ``conv_cfg``, ``norm_cfg``, ``norm_eval``,
             ``zero_init_residual``, ``init_cfg``.
 
     Other ResNet-family backbones get Elastic by configuration: the widths
@@ -203,6 +212,7 @@ class ElasticResNeXt(ResNet):
                  base_channels=64,
                  stem_channels=64,
                  num_stages=4,
+                 with_cp=False,
                  pretrained=None,
                  init_cfg=kaiming_init_cfg('fan_in'),
                  **kwargs):
@@ -222,13 +232,10 @@ class ElasticResNeXt(ResNet):
             'with_se', False)
         if elastic is None:
             elastic = setting.get('elastic', True)
-        if isinstance(elastic, bool):
-            # Official rule: never elastic in the last (7x7) stage.
-            elastic = [elastic] * (num_stages - 1) + [False]
-        if len(elastic) != num_stages:
-            raise ValueError(f'elastic needs one flag per stage '
-                             f'({num_stages}), got {elastic}')
-        self.elastic_stages = tuple(bool(e) for e in elastic)
+        # Official rule: never elastic in the last (7x7) stage.
+        self.elastic_stages = stage_flags(elastic, num_stages, 'elastic',
+                                          last=False)
+        self.cp_stages = stage_flags(with_cp, num_stages, 'with_cp')
         self.high_ratio = high_ratio
         self.resample = resample
         self.multi_grid = tuple(multi_grid) if multi_grid else None
@@ -245,6 +252,7 @@ class ElasticResNeXt(ResNet):
             stem_channels=stem_channels,
             num_stages=num_stages,
             expansion=4,
+            with_cp=any(self.cp_stages),
             init_cfg=init_cfg,
             **kwargs)
         if self.multi_grid is not None and \
@@ -285,7 +293,7 @@ class ElasticResNeXt(ResNet):
             high_ratio=self.high_ratio,
             resample=self.resample,
             with_se=self.with_se,
-            with_cp=with_cp)
+            with_cp=self.cp_stages[stage])
 
     def init_weights(self):
         # ResNet.init_weights zero-inits mmpretrain's own blocks only.

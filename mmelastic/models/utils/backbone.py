@@ -1,8 +1,9 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
 """What every mmelastic backbone shares: arch lookup, default init, the
-deprecated ``pretrained`` argument, the ``norm_eval`` train mode, and
-listing its elastic blocks."""
+deprecated ``pretrained`` argument, per-stage flags, the ``norm_eval`` train
+mode, and listing its elastic blocks."""
 import warnings
+from collections.abc import Sequence
 
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -58,6 +59,47 @@ def resolve_arch(owner, arch_settings, arch, required, hint=''):
                            + (f' ({hint})' if hint else ''))
         return dict(arch)
     raise TypeError(f'arch must be a str or dict, got {type(arch)}')
+
+
+def stage_flags(value, num_stages, name, unit='stage', last=None):
+    """One bool per stage from a bool or a sequence of bools.
+
+    Backbones take ``elastic``, ``with_cp`` and the like either for the whole
+    model or stage by stage (e.g. ``with_cp=(True, False, False, False)``
+    checkpoints only the first, high-resolution stage).
+
+    Args:
+        value (bool | Sequence[bool]): One flag for every stage, or one per
+            stage.
+        num_stages (int): How many stages there are.
+        name (str): The argument's name, for the error messages.
+        unit (str): What a stage is called in this backbone ('stage',
+            'dense block', ...), for the error messages. Default: 'stage'.
+        last (bool, optional): If given, a single bool applies to every stage
+            but the last, which gets ``last`` (the official models are never
+            elastic in their last, 7x7 stage). Default: None.
+
+    Returns:
+        tuple[bool]: ``num_stages`` flags.
+    """
+
+    def is_flag(v):
+        # 0 and 1 too, as hand-written configs may have them.
+        return isinstance(v, bool) or (isinstance(v, int) and v in (0, 1))
+
+    if is_flag(value):
+        value = bool(value)
+        if last is None:
+            return (value, ) * num_stages
+        return (value, ) * (num_stages - 1) + (bool(last), )
+    if isinstance(value, str) or not isinstance(value, Sequence) or \
+            not all(is_flag(v) for v in value):
+        raise TypeError(f'{name} must be a bool or a sequence of bools, one '
+                        f'per {unit}, got {value!r}')
+    if len(value) != num_stages:
+        raise ValueError(f'{name} needs one flag per {unit} ({num_stages}), '
+                         f'got {tuple(value)}')
+    return tuple(bool(v) for v in value)
 
 
 class ElasticBackboneMixin:
