@@ -86,6 +86,19 @@ def test_kernels_keep_dtype_and_work_in_bfloat16():
         assert (out.float() - ref).abs().max() < 0.1
 
 
+@pytest.mark.parametrize('name', KERNELS)
+def test_kernels_are_resampling_under_autocast(name):
+    """Autocast leaves ATen's pooling and interpolation in the input's
+    dtype; the kernels that stand for them do the same, though they are
+    convolutions."""
+    x = torch.randn(2, 5, 8, 6)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = getattr(fast_ops, name)(x)
+        ref = reference_kernel(name, x)
+    assert out.dtype == ref.dtype == torch.float32
+    assert_close(out, ref)
+
+
 @pytest.mark.parametrize('mode', ['bilinear', 'nearest'])
 @pytest.mark.parametrize('size', [(15, 10), (7, 1), (1, 6), (32, 32)])
 def test_resample_fast_equals_straightforward(mode, size):
@@ -323,6 +336,96 @@ def test_merged_batch_norm_cumulative_momentum():
                                  blocks[1].named_buffers()):
         assert torch.allclose(a.float(), b.float(), atol=ATOL), name
     assert int(blocks[1].high.norm1.num_batches_tracked) == 3
+
+
+# --- autocast ----------------------------------------------------------------
+# The issue's GPU target trains with AMP. Under autocast the fast path's
+# custom backward functions hold float32 weights (and maybe a float32 input)
+# while the forward convolution ran, and the gradient arrives, in the lower
+# precision; cuDNN and oneDNN take one dtype for all three. CPU autocast
+# (bfloat16) runs the same Python code as CUDA autocast (float16).
+
+
+@pytest.mark.parametrize('groups', [1, 4])
+def test_conv2d_backward_runs_in_the_autocast_dtype(groups):
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 6, 5)
+    weight = torch.randn(12, 8 // groups, 3, 3)
+    grad = torch.randn(2, 12, 6, 5).bfloat16()
+    got = fast_ops._conv2d_backward(grad, x, weight, True, True,
+                                    padding=(1, 1), groups=groups)
+    # What autograd does for F.conv2d under autocast: cast, convolve, and
+    # cast the gradients back.
+    leaves = [t.clone().requires_grad_() for t in (x, weight)]
+    out = F.conv2d(leaves[0].bfloat16(), leaves[1].bfloat16(), padding=1,
+                   groups=groups)
+    want = torch.autograd.grad(out, leaves, grad)
+    for a, b, like in zip(got, want, (x, weight)):
+        assert a.dtype == like.dtype
+        assert torch.equal(a, b)
+
+
+def amp_step(module, x, fast):
+    """Forward + backward under CPU bfloat16 autocast: output, input grad,
+    param grads."""
+    xs = [x] if torch.is_tensor(x) else x
+    xs = [t.detach().clone().requires_grad_() for t in xs]
+    with fast_path(fast), torch.autocast('cpu', dtype=torch.bfloat16):
+        out = module(xs[0] if torch.is_tensor(x) else xs)
+    out.float().backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+    return out.detach(), xs[0].grad, {
+        n: p.grad for n, p in module.named_parameters()
+    }
+
+
+def relative_error(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def assert_autocast_matches(make, x):
+    """The fast path under autocast: the dtypes of the straightforward path
+    under autocast, and as close to the float32 result as that is.
+
+    Rounding to bfloat16 (8-bit mantissa) flips ReLU masks and, in training,
+    passes through the batch norms' backward, so both paths are off the
+    float32 result by up to tens of percent in the smallest parameter
+    gradients of these tiny blocks; they round at different places (the
+    fast path's pooling is a convolution, which autocast runs in bfloat16),
+    so they are compared with the float32 result, not with each other.
+    """
+    fast = amp_step(make(), x, fast=True)
+    ref = amp_step(make(), x, fast=False)
+    exact = run_step(make(), x.float(), fast=False)
+    # A bfloat16 branch sum plus a float32 shortcut is float32 (not summed
+    # in place into the bfloat16 tensor); gradients come in the dtypes of
+    # what they are the gradients of.
+    assert fast[0].dtype == ref[0].dtype
+    assert fast[1].dtype == ref[1].dtype == x.dtype
+    assert all(g.dtype == torch.float32 for g in fast[2].values())
+    pairs = [(fast[0], ref[0], exact[0]), (fast[1], ref[1], exact[1])]
+    pairs += [(fast[2][n], ref[2][n], exact[2][n]) for n in exact[2]]
+    for got, rounded, want in pairs:
+        # A missing or wrong gradient term would be off by 30%-100%.
+        assert relative_error(got, want) <= \
+            3 * relative_error(rounded, want) + 0.05
+
+
+@pytest.mark.parametrize('input_dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('case', range(len(block_cases())))
+def test_block_fast_path_under_autocast(case, channels_last, input_dtype):
+    kwargs, cin, size = block_cases()[case]
+    torch.manual_seed(case)
+    x = as_format(torch.randn(3, cin, *size), channels_last).to(input_dtype)
+    assert_autocast_matches(lambda: make_block(kwargs).train(), x)
+
+
+@pytest.mark.parametrize('elastic', [False, True])
+def test_dense_layer_fast_path_under_autocast(elastic):
+    torch.manual_seed(0)
+    assert_autocast_matches(
+        lambda: make_dense_layer(elastic=elastic).train(),
+        torch.randn(3, 24, 11, 9))
 
 
 def count_calls(monkeypatch, name, module=None):

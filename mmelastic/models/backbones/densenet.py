@@ -33,9 +33,9 @@ from mmelastic.registry import register
 from ..utils import (ElasticBackboneMixin, Resample2x, fast_path,
                      fast_path_enabled, kaiming_init_cfg, resolve_arch,
                      stage_flags)
-from ..utils.fast_ops import (can_merge_dense_branches, can_recompute_down,
-                              down_conv1, merged_dense_conv1,
-                              merged_dense_exit)
+from ..utils.fast_ops import (add, can_merge_dense_branches,
+                              can_recompute_down, down_conv1,
+                              merged_dense_conv1, merged_dense_exit)
 
 
 @contextmanager
@@ -295,7 +295,7 @@ class ElasticDenseLayer(BaseModule):
             low = self.low.exit(mids[1], size)
             # In place on the fast path: neither the conv nor the dropout
             # that made ``out`` saves it for backward.
-            out = out.add_(low) if fast else out + low
+            out = add(out, low, fast)
         return out
 
 

@@ -23,7 +23,7 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 from mmpretrain.models.utils import SELayer
 
-from .fast_ops import (can_fuse_branches, can_merge_branches,
+from .fast_ops import (add, can_fuse_branches, can_merge_branches,
                        can_recompute_down, down_conv1, fast_path,
                        fast_path_enabled, fused_branches, merged_branches,
                        uses_channels_last_kernels)
@@ -238,7 +238,7 @@ class ElasticBottleneck(BaseModule):
                 out = self.high(x)
                 if self.low is not None:
                     low = self.low(x)
-                    out = out.add_(low) if fast else out + low
+                    out = add(out, low, fast)
             out = self.norm3(out)
             if self.se is not None:
                 out = self.se(out)
@@ -246,7 +246,7 @@ class ElasticBottleneck(BaseModule):
             if shortcut is None:
                 shortcut = x if self.downsample is None else \
                     self.downsample(x)
-            return out.add_(shortcut) if fast else out + shortcut
+            return add(out, shortcut, fast)
 
         if self.with_cp and x.requires_grad:
             # The recomputation in backward must take the forward's path

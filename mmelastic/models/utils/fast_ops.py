@@ -47,7 +47,7 @@ What is here and why (``tools/analysis/benchmark.py`` measures it):
 * :func:`conv_of_parts` -- in training, the merged convs keep their weight
   parts, not a concatenated copy, for the backward pass.
 * In-place residual sums (in :class:`ElasticBottleneck`) and branch sums
-  (in :class:`ElasticDenseLayer`).
+  (in :class:`ElasticDenseLayer`), by :func:`add`.
 
 ``torch.compile`` traces the fast path for training, not for inference (see
 :func:`fast_path_enabled`). While it traces, the three resampling functions
@@ -147,6 +147,13 @@ def _depthwise_kernel(taps, channels, like):
                                              len(taps)).contiguous()
 
 
+def _as_resampling(x):
+    """Autocast off for the convolutions below: they stand for pooling and
+    interpolation, which autocast leaves in the input's dtype (a float32
+    map pooled by a bfloat16 convolution would be rounded first)."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
 def avg_pool_2x(x):
     """2x2 average pooling with stride 2 of an even-sized ``x``."""
     if torch.compiler.is_compiling():
@@ -155,7 +162,8 @@ def avg_pool_2x(x):
         return F.avg_pool2d(x, 2, 2)
     channels = x.shape[1]
     weight = x.new_full((channels, 1, 2, 2), 0.25)
-    return F.conv2d(x, weight, stride=2, groups=channels)
+    with _as_resampling(x):
+        return F.conv2d(x, weight, stride=2, groups=channels)
 
 
 def bilinear_up_2x(x):
@@ -169,12 +177,13 @@ def bilinear_up_2x(x):
     weight = _depthwise_kernel((0.25, 0.75, 0.75, 0.25), channels, x)
     # Output (2(H+2)) x (2(W+2)) of the padded input; its 2-px frame is the
     # transposed convolution's own border and is cut off.
-    out = F.conv_transpose2d(
-        F.pad(x, (1, 1, 1, 1), mode='replicate'),
-        weight,
-        stride=2,
-        padding=1,
-        groups=channels)
+    with _as_resampling(x):
+        out = F.conv_transpose2d(
+            F.pad(x, (1, 1, 1, 1), mode='replicate'),
+            weight,
+            stride=2,
+            padding=1,
+            groups=channels)
     return out[..., 2:-2, 2:-2]
 
 
@@ -186,7 +195,8 @@ def nearest_up_2x(x):
         return F.interpolate(x, scale_factor=2, mode='nearest')
     channels = x.shape[1]
     weight = x.new_ones((channels, 1, 2, 2))
-    return F.conv_transpose2d(x, weight, stride=2, groups=channels)
+    with _as_resampling(x):
+        return F.conv_transpose2d(x, weight, stride=2, groups=channels)
 
 
 # The resampling above written as strided slices, sums and interleaving, for
@@ -231,6 +241,16 @@ def _nearest_up_2x_elementwise(x):
     n, c, h, w = x.shape
     return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(
         n, c, 2 * h, 2 * w)
+
+
+def add(a, b, in_place):
+    """``a + b``; in place into ``a`` if ``in_place`` (the caller knows that
+    no op saved ``a`` for its backward pass) and ``a`` already has the sum's
+    dtype. Under autocast a bfloat16 or float16 branch plus a float32
+    shortcut is float32, and an in-place sum would round it back."""
+    if in_place and torch.promote_types(a.dtype, b.dtype) == a.dtype:
+        return a.add_(b)
+    return a + b
 
 
 def _plain_conv(conv, kernel_size):
@@ -402,11 +422,25 @@ def _saves_for_backward(*tensors):
 def _conv2d_backward(grad, x, weight, need_x, need_weight, stride=(1, 1),
                      padding=(0, 0), dilation=(1, 1), groups=1):
     """Gradients of ``F.conv2d(x, weight, ...)`` (no bias) for ``grad``:
-    ``(grad_x, grad_weight)``, each None where not needed."""
+    ``(grad_x, grad_weight)``, each None where not needed, in the dtypes of
+    ``x`` and ``weight``.
+
+    Under autocast the forward convolution ran in a lower precision than
+    its saved input or weight (float32 weights under float16/bfloat16
+    autocast), and ``grad`` has that precision. The backward convolution
+    runs in it too, as autograd's own does (cuDNN and oneDNN need one dtype
+    for all three), and the gradients are cast back, as autocast's casts
+    would be in autograd.
+    """
+    dtype = grad.dtype
     grad_x, grad_weight, _ = torch.ops.aten.convolution_backward(
-        grad.contiguous(memory_format=_memory_format(x)), x, weight, None,
-        stride, padding, dilation, False, [0, 0], groups,
-        [need_x, need_weight, False])
+        grad.contiguous(memory_format=_memory_format(x)), x.to(dtype),
+        weight.to(dtype), None, stride, padding, dilation, False, [0, 0],
+        groups, [need_x, need_weight, False])
+    if grad_x is not None:
+        grad_x = grad_x.to(x.dtype)
+    if grad_weight is not None:
+        grad_weight = grad_weight.to(weight.dtype)
     return grad_x, grad_weight
 
 
