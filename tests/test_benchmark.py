@@ -268,6 +268,28 @@ def test_runner_fast_path_switch(tmp_path, monkeypatch):
         fast.timed_step('infer')
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_amp_training_step_fast_and_straightforward(tmp_path, channels_last):
+    """--amp: a whole Elastic classifier trains under autocast (bfloat16 on
+    CPU) on the fast path as on the straightforward one, every parameter
+    getting a float32 gradient, with a loss as close to the float32 loss as
+    the straightforward path's (this tiny model's last batch norms see two
+    values per channel, so bfloat16 moves its loss by several percent)."""
+    _, elastic = write_tiny_configs(tmp_path)
+    losses = {}
+    for amp, fast in ((False, False), (True, True), (True, False)):
+        runner = bm.ModelRunner('amp', elastic, 'cpu', 2, 32, amp=amp,
+                                channels_last=channels_last, fast_path=fast)
+        runner.set_mode('train')
+        losses[amp, fast] = runner.step('train').item()
+        grads = [p.grad for p in runner.model.parameters()]
+        assert all(g is not None and g.dtype == torch.float32 and
+                   torch.isfinite(g).all() for g in grads)
+    exact = losses[False, False]
+    assert abs(losses[True, True] - exact) <= \
+        3 * abs(losses[True, False] - exact) + 0.05 * exact
+
+
 def test_straightforward_rows(tmp_path, run_cmd):
     configs = write_tiny_configs(tmp_path)
     out = tmp_path / 'bench.json'
