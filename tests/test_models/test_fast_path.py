@@ -482,6 +482,34 @@ def test_resampling_left_to_aten_off_the_cpu(name, monkeypatch):
         assert any(conv_calls) != expect_aten
 
 
+@pytest.mark.parametrize('name', KERNELS)
+def test_bfloat16_resampling_kernels(name, monkeypatch):
+    """In bfloat16 (CPU autocast) oneDNN's transposed convolutions and the
+    pooling convolution's backward are slow: upsampling is ATen's, and so
+    is a pool that is differentiated; an inference pool stays a
+    convolution."""
+    aten = {'avg_pool_2x': 'avg_pool2d'}.get(name, 'interpolate')
+    x = torch.randn(2, 4, 8, 8, dtype=torch.bfloat16)
+    is_pool = name == 'avg_pool_2x'
+    for requires_grad, expect_aten in ((False, not is_pool), (True, True)):
+        aten_calls = count_calls(monkeypatch, aten, F)
+        conv_calls = [count_calls(monkeypatch, conv, F)
+                      for conv in ('conv2d', 'conv_transpose2d')]
+        leaf = x.clone().requires_grad_(requires_grad)
+        out = getattr(fast_ops, name)(leaf)
+        monkeypatch.undo()
+        assert out.dtype == torch.bfloat16
+        if is_pool:  # the same values either way
+            assert torch.equal(out.detach(), reference_kernel(name, x))
+        assert bool(aten_calls) == expect_aten
+        assert any(conv_calls) != expect_aten
+    # float32 keeps the convolutions, with or without gradients.
+    conv_calls = [count_calls(monkeypatch, conv, F)
+                  for conv in ('conv2d', 'conv_transpose2d')]
+    getattr(fast_ops, name)(x.float().requires_grad_())
+    assert any(conv_calls)
+
+
 def test_merge_skipped_for_other_norms(monkeypatch):
     merged = count_calls(monkeypatch, 'merged_branches')
     kwargs = dict(block_cases()[1][0], norm_cfg=dict(type='GN',

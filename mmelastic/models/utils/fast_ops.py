@@ -32,7 +32,10 @@ What is here and why (``tools/analysis/benchmark.py`` measures it):
   replicate-padded by one pixel (which reproduces the border clamping);
   the result differs from ``F.interpolate`` only by float rounding.
 * :func:`nearest_up_2x` -- likewise a depthwise transposed convolution with
-  a 2x2 kernel of ones (exact).
+  a 2x2 kernel of ones (exact). Both upsamplings stay ATen's for bfloat16
+  (CPU autocast), where the transposed convolution is slow
+  (:func:`uses_aten_upsampling`), and so does a bfloat16 pool that is
+  differentiated (:func:`uses_aten_pooling`).
 * :func:`fused_branches` -- in an elastic block on NCHW input (any input
   under ``torch.compile``), the low
   branch's upsampling is moved before its (linear, bias-free) 1x1 conv3, so
@@ -140,6 +143,30 @@ def uses_aten_resampling(x):
     return is_channels_last(x) or x.device.type != 'cpu'
 
 
+def uses_aten_upsampling(x):
+    """bool: Whether the fast path leaves the upsampling of ``x`` to ATen:
+    where it leaves all resampling to it (:func:`uses_aten_resampling`),
+    and for any dtype but float32. oneDNN runs float32 transposed
+    convolutions fast on a CPU, but not the bfloat16 ones that CPU autocast
+    makes (bilinear x2 of a bfloat16 ``8x256x28x28`` map: 117 ms as a
+    transposed convolution, 12 ms in ATen).
+    """
+    return uses_aten_resampling(x) or x.dtype != torch.float32
+
+
+def uses_aten_pooling(x):
+    """bool: Whether the fast path leaves the pooling of ``x`` to ATen:
+    where it leaves all resampling to it (:func:`uses_aten_resampling`),
+    and, for any dtype but float32, where a gradient will flow through the
+    pool. oneDNN's bfloat16 pooling convolution is fast, but its backward
+    is not (``8x256x56x56``: 1.6 against 11 ms forward in ATen, 62 against
+    36 ms forward and backward); both give the same values.
+    """
+    return uses_aten_resampling(x) or (x.dtype != torch.float32
+                                       and torch.is_grad_enabled()
+                                       and x.requires_grad)
+
+
 def _depthwise_kernel(taps, channels, like):
     """The separable 2D kernel ``taps taps^T`` for every channel."""
     k = torch.tensor(taps, dtype=like.dtype, device=like.device)
@@ -158,7 +185,7 @@ def avg_pool_2x(x):
     """2x2 average pooling with stride 2 of an even-sized ``x``."""
     if torch.compiler.is_compiling():
         return _avg_pool_2x_elementwise(x)
-    if uses_aten_resampling(x):
+    if uses_aten_pooling(x):
         return F.avg_pool2d(x, 2, 2)
     channels = x.shape[1]
     weight = x.new_full((channels, 1, 2, 2), 0.25)
@@ -170,7 +197,7 @@ def bilinear_up_2x(x):
     """Bilinear x2 upsampling (``align_corners=False``), size ``2H x 2W``."""
     if torch.compiler.is_compiling():
         return _bilinear_up_2x_elementwise(x)
-    if uses_aten_resampling(x):
+    if uses_aten_upsampling(x):
         return F.interpolate(
             x, scale_factor=2, mode='bilinear', align_corners=False)
     channels = x.shape[1]
@@ -191,7 +218,7 @@ def nearest_up_2x(x):
     """Nearest-neighbour x2 upsampling, size ``2H x 2W``."""
     if torch.compiler.is_compiling():
         return _nearest_up_2x_elementwise(x)
-    if uses_aten_resampling(x):
+    if uses_aten_upsampling(x):
         return F.interpolate(x, scale_factor=2, mode='nearest')
     channels = x.shape[1]
     weight = x.new_ones((channels, 1, 2, 2))
