@@ -53,3 +53,28 @@ def test_voc_deeplab_output_stride_16(config):
         with torch.no_grad():
             feats = model.extract_feat(torch.rand(1, 3, 512, 512))
         assert feats[-1].shape[-2:] == (32, 32)
+
+
+LOWMEM = [c for c in CONFIGS if c.endswith('_lowmem.py')]
+
+
+@pytest.mark.parametrize('config', LOWMEM)
+def test_lowmem_config_is_its_model_with_stage1_recomputed(config):
+    """A ``_lowmem`` config is the model of the config without the suffix
+    (same parameters, so the same checkpoints load), with only the blocks
+    of its first stage checkpointed (memory-efficient in DenseNet)."""
+    assert len(LOWMEM) == 3
+    model = build_target_model(config)
+    base = build_target_model(config.replace('_lowmem.py', '.py'))
+    assert [(n, p.shape) for n, p in model.named_parameters()] == \
+        [(n, p.shape) for n, p in base.named_parameters()]
+    backbone = model.backbone
+    if hasattr(backbone, 'res_layers'):
+        stages = [getattr(backbone, name) for name in backbone.res_layers]
+        flags = [[block.with_cp for block in stage] for stage in stages]
+    else:
+        stages = backbone.stages
+        flags = [[layer.memory_efficient for layer in stage.modules()
+                  if hasattr(layer, 'memory_efficient')] for stage in stages]
+    assert all(flags[0]) and flags[0]
+    assert not any(f for stage in flags[1:] for f in stage)
