@@ -484,14 +484,14 @@ def test_resampling_left_to_aten_off_the_cpu(name, monkeypatch):
 
 @pytest.mark.parametrize('name', KERNELS)
 def test_bfloat16_resampling_kernels(name, monkeypatch):
-    """In bfloat16 (CPU autocast) oneDNN's transposed convolutions and the
-    pooling convolution's backward are slow: upsampling is ATen's, and so
-    is a pool that is differentiated; an inference pool stays a
-    convolution."""
+    """In bfloat16 (CPU autocast) oneDNN's transposed convolutions are slow,
+    so upsampling is ATen's; the pool stays a convolution, with or without
+    gradients (its backward is its own, not the convolution's), and gives
+    ATen's values and input gradients."""
     aten = {'avg_pool_2x': 'avg_pool2d'}.get(name, 'interpolate')
     x = torch.randn(2, 4, 8, 8, dtype=torch.bfloat16)
-    is_pool = name == 'avg_pool_2x'
-    for requires_grad, expect_aten in ((False, not is_pool), (True, True)):
+    expect_aten = name != 'avg_pool_2x'
+    for requires_grad in (False, True):
         aten_calls = count_calls(monkeypatch, aten, F)
         conv_calls = [count_calls(monkeypatch, conv, F)
                       for conv in ('conv2d', 'conv_transpose2d')]
@@ -499,10 +499,15 @@ def test_bfloat16_resampling_kernels(name, monkeypatch):
         out = getattr(fast_ops, name)(leaf)
         monkeypatch.undo()
         assert out.dtype == torch.bfloat16
-        if is_pool:  # the same values either way
-            assert torch.equal(out.detach(), reference_kernel(name, x))
         assert bool(aten_calls) == expect_aten
         assert any(conv_calls) != expect_aten
+    ref_leaf = x.clone().requires_grad_()
+    ref = reference_kernel(name, ref_leaf)
+    if not expect_aten:  # the same values and gradients as ATen's pool
+        assert torch.equal(out.detach(), ref.detach())
+        grad = torch.randn_like(ref)
+        assert torch.equal(torch.autograd.grad(out, leaf, grad)[0],
+                           torch.autograd.grad(ref, ref_leaf, grad)[0])
     # float32 keeps the convolutions, with or without gradients.
     conv_calls = [count_calls(monkeypatch, conv, F)
                   for conv in ('conv2d', 'conv_transpose2d')]
