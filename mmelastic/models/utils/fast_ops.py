@@ -175,16 +175,7 @@ def avg_pool_2x(x):
         return _avg_pool_2x_elementwise(x)
     if uses_aten_resampling(x):
         return F.avg_pool2d(x, 2, 2)
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _AvgPool2x.apply(x)
-    return _pool_conv(x)
-
-
-def _pool_conv(x):
-    channels = x.shape[1]
-    weight = x.new_full((channels, 1, 2, 2), 0.25)
-    with _as_resampling(x):
-        return F.conv2d(x, weight, stride=2, groups=channels)
+    return _AvgPool2x.apply(x)
 
 
 class _AvgPool2x(torch.autograd.Function):
@@ -198,14 +189,15 @@ class _AvgPool2x(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        return _pool_conv(x)
+        channels = x.shape[1]
+        weight = x.new_full((channels, 1, 2, 2), 0.25)
+        with _as_resampling(x):
+            return F.conv2d(x, weight, stride=2, groups=channels)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        n, c, h, w = grad.shape
-        return (grad * 0.25)[:, :, :, None, :, None].expand(
-            n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+        return _nearest_up_2x_elementwise(grad * 0.25)
 
 
 def bilinear_up_2x(x):
