@@ -163,15 +163,17 @@ def make_block(kwargs, seed=0):
     return block
 
 
-def run_step(module, x, fast):
-    """Forward + backward; returns output, input grad, param grads, BN
-    buffers (after the step). ``x`` is a tensor, or a list of tensors for
-    a dense layer (then the input grads are a list too)."""
+def run_step(module, x, fast, amp=False):
+    """Forward (under CPU bfloat16 autocast with ``amp``) + backward;
+    returns output, input grad, param grads, BN buffers (after the step).
+    ``x`` is a tensor, or a list of tensors for a dense layer (then the
+    input grads are a list too)."""
     xs = [x] if torch.is_tensor(x) else x
     xs = [t.detach().clone().requires_grad_() for t in xs]
-    with fast_path(fast):
+    with fast_path(fast), torch.autocast('cpu', dtype=torch.bfloat16,
+                                         enabled=amp):
         out = module(xs[0] if torch.is_tensor(x) else xs)
-    out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+    out.float().backward(torch.linspace(-1, 1, out.numel()).view_as(out))
     grads = {n: p.grad.clone() for n, p in module.named_parameters()}
     module.zero_grad()
     buffers = {n: b.clone() for n, b in module.named_buffers()}
@@ -365,19 +367,6 @@ def test_conv2d_backward_runs_in_the_autocast_dtype(groups):
         assert torch.equal(a, b)
 
 
-def amp_step(module, x, fast):
-    """Forward + backward under CPU bfloat16 autocast: output, input grad,
-    param grads."""
-    xs = [x] if torch.is_tensor(x) else x
-    xs = [t.detach().clone().requires_grad_() for t in xs]
-    with fast_path(fast), torch.autocast('cpu', dtype=torch.bfloat16):
-        out = module(xs[0] if torch.is_tensor(x) else xs)
-    out.float().backward(torch.linspace(-1, 1, out.numel()).view_as(out))
-    return out.detach(), xs[0].grad, {
-        n: p.grad for n, p in module.named_parameters()
-    }
-
-
 def relative_error(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
@@ -393,8 +382,8 @@ def assert_autocast_matches(make, x):
     fast path's pooling is a convolution, which autocast runs in bfloat16),
     so they are compared with the float32 result, not with each other.
     """
-    fast = amp_step(make(), x, fast=True)
-    ref = amp_step(make(), x, fast=False)
+    fast = run_step(make(), x, fast=True, amp=True)
+    ref = run_step(make(), x, fast=False, amp=True)
     exact = run_step(make(), x.float(), fast=False)
     # A bfloat16 branch sum plus a float32 shortcut is float32 (not summed
     # in place into the bfloat16 tensor); gradients come in the dtypes of
