@@ -268,18 +268,24 @@ def test_runner_fast_path_switch(tmp_path, monkeypatch):
         fast.timed_step('infer')
 
 
+@pytest.mark.parametrize('amp_dtype', ['bfloat16', 'float16'])
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_amp_training_step_fast_and_straightforward(tmp_path, channels_last):
+def test_amp_training_step_fast_and_straightforward(tmp_path, channels_last,
+                                                    amp_dtype):
     """--amp: a whole Elastic classifier trains under autocast (bfloat16 on
-    CPU) on the fast path as on the straightforward one, every parameter
-    getting a float32 gradient, with a loss as close to the float32 loss as
-    the straightforward path's (this tiny model's last batch norms see two
-    values per channel, so bfloat16 moves its loss by several percent)."""
+    CPU; float16, what it uses on CUDA, runs on a CPU too) on the fast path
+    as on the straightforward one, every parameter getting a float32
+    gradient, with a loss as close to the float32 loss as the
+    straightforward path's (this tiny model's last batch norms see two
+    values per channel, so half precision moves its loss by several
+    percent)."""
     _, elastic = write_tiny_configs(tmp_path)
     losses = {}
     for amp, fast in ((False, False), (True, True), (True, False)):
         runner = bm.ModelRunner('amp', elastic, 'cpu', 2, 32, amp=amp,
                                 channels_last=channels_last, fast_path=fast)
+        assert runner.amp_dtype == torch.bfloat16  # on a CPU
+        runner.amp_dtype = getattr(torch, amp_dtype)
         runner.set_mode('train')
         losses[amp, fast] = runner.step('train').item()
         grads = [p.grad for p in runner.model.parameters()]

@@ -24,6 +24,15 @@ from _model_helpers import randomize_bn  # noqa: E402
 
 ATOL = 1e-5
 CL = torch.channels_last
+# Autocast's lower precisions: bfloat16 (what a CPU trains in) and float16
+# (what CUDA AMP uses; CPU autocast takes it too).
+AMP_DTYPES = [torch.bfloat16, torch.float16]
+
+
+def dtype_name(dtype):
+    return str(dtype).replace('torch.', '')
+
+
 SIZES = [(1, 1), (2, 2), (7, 7), (15, 10), (28, 28), (9, 4)]
 
 
@@ -77,22 +86,24 @@ def test_kernels_match_aten(name, size, channels_last):
     assert_close(x.grad, x_ref.grad)
 
 
-def test_kernels_keep_dtype_and_work_in_bfloat16():
-    x = torch.randn(1, 4, 6, 6, dtype=torch.bfloat16)
+@pytest.mark.parametrize('dtype', AMP_DTYPES, ids=dtype_name)
+def test_kernels_keep_dtype_and_work_in_half_precision(dtype):
+    x = torch.randn(1, 4, 6, 6, dtype=dtype)
     for name in KERNELS + ELEMENTWISE_KERNELS:
         out = getattr(fast_ops, name)(x)
-        assert out.dtype == torch.bfloat16
+        assert out.dtype == dtype
         ref = reference_kernel(name, x.float())
         assert (out.float() - ref).abs().max() < 0.1
 
 
+@pytest.mark.parametrize('amp', AMP_DTYPES, ids=dtype_name)
 @pytest.mark.parametrize('name', KERNELS)
-def test_kernels_are_resampling_under_autocast(name):
+def test_kernels_are_resampling_under_autocast(name, amp):
     """Autocast leaves ATen's pooling and interpolation in the input's
     dtype; the kernels that stand for them do the same, though they are
     convolutions."""
     x = torch.randn(2, 5, 8, 6)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+    with torch.autocast('cpu', dtype=amp):
         out = getattr(fast_ops, name)(x)
         ref = reference_kernel(name, x)
     assert out.dtype == ref.dtype == torch.float32
@@ -163,15 +174,15 @@ def make_block(kwargs, seed=0):
     return block
 
 
-def run_step(module, x, fast, amp=False):
-    """Forward (under CPU bfloat16 autocast with ``amp``) + backward;
-    returns output, input grad, param grads, BN buffers (after the step).
-    ``x`` is a tensor, or a list of tensors for a dense layer (then the
-    input grads are a list too)."""
+def run_step(module, x, fast, amp=None):
+    """Forward (under CPU autocast to the dtype ``amp``, if given) +
+    backward; returns output, input grad, param grads, BN buffers (after the
+    step). ``x`` is a tensor, or a list of tensors for a dense layer (then
+    the input grads are a list too)."""
     xs = [x] if torch.is_tensor(x) else x
     xs = [t.detach().clone().requires_grad_() for t in xs]
-    with fast_path(fast), torch.autocast('cpu', dtype=torch.bfloat16,
-                                         enabled=amp):
+    with fast_path(fast), torch.autocast('cpu', dtype=amp or torch.bfloat16,
+                                         enabled=amp is not None):
         out = module(xs[0] if torch.is_tensor(x) else xs)
     out.float().backward(torch.linspace(-1, 1, out.numel()).view_as(out))
     grads = {n: p.grad.clone() for n, p in module.named_parameters()}
@@ -345,21 +356,22 @@ def test_merged_batch_norm_cumulative_momentum():
 # custom backward functions hold float32 weights (and maybe a float32 input)
 # while the forward convolution ran, and the gradient arrives, in the lower
 # precision; cuDNN and oneDNN take one dtype for all three. CPU autocast
-# (bfloat16) runs the same Python code as CUDA autocast (float16).
+# runs the same Python code as CUDA autocast; it takes both AMP_DTYPES.
 
 
+@pytest.mark.parametrize('amp', AMP_DTYPES, ids=dtype_name)
 @pytest.mark.parametrize('groups', [1, 4])
-def test_conv2d_backward_runs_in_the_autocast_dtype(groups):
+def test_conv2d_backward_runs_in_the_autocast_dtype(groups, amp):
     torch.manual_seed(0)
     x = torch.randn(2, 8, 6, 5)
     weight = torch.randn(12, 8 // groups, 3, 3)
-    grad = torch.randn(2, 12, 6, 5).bfloat16()
+    grad = torch.randn(2, 12, 6, 5).to(amp)
     got = fast_ops._conv2d_backward(grad, x, weight, True, True,
                                     padding=(1, 1), groups=groups)
     # What autograd does for F.conv2d under autocast: cast, convolve, and
     # cast the gradients back.
     leaves = [t.clone().requires_grad_() for t in (x, weight)]
-    out = F.conv2d(leaves[0].bfloat16(), leaves[1].bfloat16(), padding=1,
+    out = F.conv2d(leaves[0].to(amp), leaves[1].to(amp), padding=1,
                    groups=groups)
     want = torch.autograd.grad(out, leaves, grad)
     for a, b, like in zip(got, want, (x, weight)):
@@ -371,23 +383,24 @@ def relative_error(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
-def assert_autocast_matches(make, x):
+def assert_autocast_matches(make, x, amp):
     """The fast path under autocast: the dtypes of the straightforward path
     under autocast, and as close to the float32 result as that is.
 
-    Rounding to bfloat16 (8-bit mantissa) flips ReLU masks and, in training,
-    passes through the batch norms' backward, so both paths are off the
-    float32 result by up to tens of percent in the smallest parameter
-    gradients of these tiny blocks; they round at different places (the
-    fast path's pooling is a convolution, which autocast runs in bfloat16),
-    so they are compared with the float32 result, not with each other.
+    Rounding to bfloat16 (8-bit mantissa; float16 has 11) flips ReLU masks
+    and, in training, passes through the batch norms' backward, so both
+    paths are off the float32 result by up to tens of percent in the
+    smallest parameter gradients of these tiny blocks; they round at
+    different places (the fused conv3 convolves the upsampled branch in
+    the low precision, the straightforward path upsamples its output), so
+    they are compared with the float32 result, not with each other.
     """
-    fast = run_step(make(), x, fast=True, amp=True)
-    ref = run_step(make(), x, fast=False, amp=True)
+    fast = run_step(make(), x, fast=True, amp=amp)
+    ref = run_step(make(), x, fast=False, amp=amp)
     exact = run_step(make(), x.float(), fast=False)
-    # A bfloat16 branch sum plus a float32 shortcut is float32 (not summed
-    # in place into the bfloat16 tensor); gradients come in the dtypes of
-    # what they are the gradients of.
+    # A half-precision branch sum plus a float32 shortcut is float32 (not
+    # summed in place into the half-precision tensor); gradients come in
+    # the dtypes of what they are the gradients of.
     assert fast[0].dtype == ref[0].dtype
     assert fast[1].dtype == ref[1].dtype == x.dtype
     assert all(g.dtype == torch.float32 for g in fast[2].values())
@@ -399,22 +412,27 @@ def assert_autocast_matches(make, x):
             3 * relative_error(rounded, want) + 0.05
 
 
-@pytest.mark.parametrize('input_dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('amp', AMP_DTYPES, ids=dtype_name)
+@pytest.mark.parametrize('input_in_amp_dtype', [False, True])
 @pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('case', range(len(block_cases())))
-def test_block_fast_path_under_autocast(case, channels_last, input_dtype):
+def test_block_fast_path_under_autocast(case, channels_last,
+                                        input_in_amp_dtype, amp):
     kwargs, cin, size = block_cases()[case]
     torch.manual_seed(case)
-    x = as_format(torch.randn(3, cin, *size), channels_last).to(input_dtype)
-    assert_autocast_matches(lambda: make_block(kwargs).train(), x)
+    x = as_format(torch.randn(3, cin, *size), channels_last)
+    if input_in_amp_dtype:
+        x = x.to(amp)
+    assert_autocast_matches(lambda: make_block(kwargs).train(), x, amp)
 
 
+@pytest.mark.parametrize('amp', AMP_DTYPES, ids=dtype_name)
 @pytest.mark.parametrize('elastic', [False, True])
-def test_dense_layer_fast_path_under_autocast(elastic):
+def test_dense_layer_fast_path_under_autocast(elastic, amp):
     torch.manual_seed(0)
     assert_autocast_matches(
         lambda: make_dense_layer(elastic=elastic).train(),
-        torch.randn(3, 24, 11, 9))
+        torch.randn(3, 24, 11, 9), amp)
 
 
 def count_calls(monkeypatch, name, module=None):
