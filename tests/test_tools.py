@@ -141,6 +141,28 @@ def test_train_amp_and_cfg_options(train_tool, config_path):
         ])
 
 
+def test_train_amp_needs_an_accelerator(train_tool, config_path,
+                                        monkeypatch):
+    """--amp where mmengine's AmpOptimWrapper cannot run (pretend no
+    accelerator, also on GPU machines): one error with the fix, before
+    anything is built; without --amp the check passes."""
+    import mmengine.device as device
+    for name in ('is_cuda_available', 'is_npu_available', 'is_mlu_available',
+                 'is_musa_available'):
+        monkeypatch.setattr(device, name, lambda: False)
+    built = []
+    monkeypatch.setattr(train_tool, 'build_runner',
+                        lambda cfg: built.append(cfg))
+    with pytest.raises(RuntimeError, match='needs a GPU.*without --amp'):
+        train_tool.main([config_path('tiny_cls.py'), '--amp'])
+    assert not built
+    cfg = _train_cfg(train_tool, [config_path('tiny_cls.py')])
+    train_tool.check_amp_device(cfg)  # plain OptimWrapper: no error
+    monkeypatch.setattr(device, 'is_cuda_available', lambda: True)
+    train_tool.check_amp_device(
+        _train_cfg(train_tool, [config_path('tiny_cls.py'), '--amp']))
+
+
 def test_local_rank_spellings(train_tool, config_path):
     for flag in ('--local-rank', '--local_rank'):
         args = train_tool.parse_args([config_path('tiny_cls.py'), flag, '3'])

@@ -170,10 +170,34 @@ def merge_args(cfg, args):
     return cfg
 
 
+def check_amp_device(cfg):
+    """Fail early, with the fix, where mixed precision cannot train.
+
+    mmengine's ``AmpOptimWrapper`` (what ``--amp`` selects) runs on CUDA,
+    NPU, MLU or MUSA devices only; on a CPU it fails with an assertion once
+    the model and data are built.
+    """
+    from mmengine.device import (is_cuda_available, is_mlu_available,
+                                 is_musa_available, is_npu_available)
+    if cfg.get('optim_wrapper', {}).get('type') != 'AmpOptimWrapper':
+        return
+    if is_cuda_available() or is_npu_available() or is_mlu_available() or \
+            is_musa_available():
+        return
+    raise RuntimeError(
+        'mixed-precision training (--amp, or AmpOptimWrapper in the config) '
+        'needs a GPU: mmengine\'s AmpOptimWrapper runs on CUDA, NPU, MLU or '
+        'MUSA devices only, and none is available here. Train without '
+        '--amp (optim_wrapper.type="OptimWrapper") on a CPU; '
+        'tools/analysis/benchmark.py --amp times CPU bfloat16 autocast, '
+        'which mmengine does not train with.')
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    check_amp_device(cfg)
 
     runner = build_runner(cfg)
     with distributed_run(args.launcher):
