@@ -2,6 +2,7 @@
 """tools/train.py, tools/test.py, resume / load_from with torch's
 ``weights_only=True`` default, and tools/dist_train.sh on CPU."""
 import importlib.util
+import math
 import os
 import os.path as osp
 import pickle
@@ -479,6 +480,23 @@ def test_load_from(tmp_path, full_run, config_path, cls_data_root,
     assert params
     for key in params:
         assert torch.equal(loaded[key], trained[key]), key
+
+
+def test_train_compiled(tmp_path, config_path, cls_data_root, data_options,
+                        run_cmd):
+    """mmengine's ``compile=True`` (torch.compile of the train step) trains
+    an Elastic classifier end to end: the fast path's compiled form
+    (element-wise resampling, the commuted conv3 in plain autograd)."""
+    work_dir = tmp_path / 'compiled'
+    out = run_cmd([
+        'python', 'tools/train.py',
+        config_path('tiny_cls.py'), '--work-dir', work_dir, '--cfg-options',
+        'train_cfg.max_epochs=1', 'compile=True', *data_options(cls_data_root)
+    ], timeout=900).stdout
+    assert 'Model has been "compiled"' in out
+    losses = [float(m) for m in re.findall(r'loss: ([0-9.]+)', out)]
+    assert len(losses) == 8 and all(math.isfinite(v) for v in losses)
+    assert (work_dir / 'epoch_1.pth').is_file()
 
 
 def test_test_tool_cls(tmp_path, full_run, config_path, cls_data_root,
