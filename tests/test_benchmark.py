@@ -282,10 +282,18 @@ def test_amp_training_step_fast_and_straightforward(tmp_path, channels_last,
     _, elastic = write_tiny_configs(tmp_path)
     losses = {}
     for amp, fast in ((False, False), (True, True), (True, False)):
-        runner = bm.ModelRunner('amp', elastic, 'cpu', 2, 32, amp=amp,
+        runner = bm.ModelRunner('amp', elastic, 'cpu', 2, 32,
+                                amp=amp and amp_dtype,
                                 channels_last=channels_last, fast_path=fast)
-        assert runner.amp_dtype == torch.bfloat16  # on a CPU
-        runner.amp_dtype = getattr(torch, amp_dtype)
+        assert runner.amp_dtype == (getattr(torch, amp_dtype) if amp
+                                    else None)
+        # float16 trains with loss scaling (GradScaler), bfloat16 without.
+        assert (runner.scaler is not None) == (amp and amp_dtype == 'float16')
+        if runner.scaler is not None:
+            # At the default initial scale (2**16) this model's first
+            # float16 gradients overflow and GradScaler skips the step, as
+            # it should; at scale 1 the step runs and can be compared.
+            runner.scaler = torch.amp.GradScaler('cpu', init_scale=1.0)
         runner.set_mode('train')
         losses[amp, fast] = runner.step('train').item()
         grads = [p.grad for p in runner.model.parameters()]
@@ -294,6 +302,35 @@ def test_amp_training_step_fast_and_straightforward(tmp_path, channels_last,
     exact = losses[False, False]
     assert abs(losses[True, True] - exact) <= \
         3 * abs(losses[True, False] - exact) + 0.05 * exact
+
+
+def test_autocast_dtype():
+    assert bm.autocast_dtype(False, 'cpu') is None
+    assert bm.autocast_dtype(True, 'cpu') == torch.bfloat16
+    assert bm.autocast_dtype(True, torch.device('cuda')) == torch.float16
+    assert bm.autocast_dtype('bfloat16', 'cuda') == torch.bfloat16
+    assert bm.autocast_dtype('float16', 'cpu') == torch.float16
+    with pytest.raises(bm.BenchmarkError, match='must be one of float16'):
+        bm.autocast_dtype('float32', 'cpu')
+
+
+def test_amp_dtype_option(tmp_path, capsys):
+    """--amp-dtype picks the autocast dtype (and implies --amp); the table
+    and the JSON name it."""
+    configs = write_tiny_configs(tmp_path)
+    tool = load_tool()
+    out = tmp_path / 'bench.json'
+    common = [configs[1], '--size', '32', '--batch', '2', '--reps', '1',
+              '--warmup', '0', '--mode', 'train', '--no-memory', '--threads',
+              '1', '--quiet', '--json', str(out)]
+    for extra, name in (([], False), (['--amp'], 'bfloat16'),
+                        (['--amp-dtype', 'float16'], 'float16')):
+        assert tool.main(common + extra) == 0
+        assert json.loads(out.read_text())['settings']['amp'] == name
+        assert f'amp {name},' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        tool.main(common + ['--amp-dtype', 'float32'])
+    assert 'invalid choice' in capsys.readouterr().err
 
 
 def test_straightforward_rows(tmp_path, run_cmd):

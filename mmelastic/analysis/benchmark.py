@@ -96,6 +96,36 @@ def check_device(device):
     return torch.device(device)
 
 
+AMP_DTYPES = ('float16', 'bfloat16')
+
+
+def autocast_dtype(amp, device):
+    """The autocast dtype ``amp`` asks for on ``device``.
+
+    Args:
+        amp (bool | str): False: none (float32). True: the device's usual
+            one, float16 on CUDA (what CUDA AMP trains in) and bfloat16 on a
+            CPU (what CPU autocast is fast in). Or a name in
+            :data:`AMP_DTYPES`, e.g. bfloat16 on a GPU that has it.
+        device (str | torch.device): Where the models run.
+
+    Returns:
+        torch.dtype | None
+
+    >>> autocast_dtype(True, 'cpu'), autocast_dtype('float16', 'cpu')
+    (torch.bfloat16, torch.float16)
+    """
+    if amp is False or amp is None:
+        return None
+    if amp is True:
+        return torch.float16 if torch.device(device).type == 'cuda' \
+            else torch.bfloat16
+    if amp not in AMP_DTYPES:
+        raise BenchmarkError(f'--amp-dtype must be one of '
+                             f'{", ".join(AMP_DTYPES)}, not {amp!r}')
+    return getattr(torch, amp)
+
+
 def interleaved_schedule(num_models, rounds):
     """Model order of each round: given order in even rounds, reversed in
     odd ones (ABBA), so every model runs as often first as last.
@@ -180,11 +210,12 @@ class ModelRunner:
                 self.fn, options=dict(freezing=True) if freeze else None)
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
-        self.amp = amp
-        self.amp_dtype = torch.float16 if self.device.type == 'cuda' \
-            else torch.bfloat16
-        self.scaler = torch.amp.GradScaler('cuda') \
-            if amp and self.device.type == 'cuda' else None
+        self.amp_dtype = autocast_dtype(amp, self.device)
+        self.amp = self.amp_dtype is not None
+        # float16 gradients underflow without loss scaling; bfloat16 has
+        # float32's range and needs none.
+        self.scaler = torch.amp.GradScaler(self.device.type) \
+            if self.amp_dtype == torch.float16 else None
         self.inputs = torch.randn(batch, 3, size, size, device=self.device)
         self.inputs = self.inputs.contiguous(memory_format=self.fmt)
         self.labels = None
@@ -192,7 +223,8 @@ class ModelRunner:
 
     def _autocast(self):
         return torch.autocast(
-            self.device.type, dtype=self.amp_dtype, enabled=self.amp)
+            self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+            enabled=self.amp)
 
     def sync(self):
         if self.device.type == 'cuda':
@@ -363,6 +395,9 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         models (list[tuple[str, str]]): ``(name, config path)`` pairs; the
             first is the reference of the ratios.
         modes (sequence[str]): ``'infer'`` and/or ``'train'``.
+        amp (bool | str): Autocast: False, True (the device's usual dtype)
+            or a dtype name (:func:`autocast_dtype`); float16 trains with a
+            ``GradScaler``.
         warmup (int): Untimed interleaved rounds per mode.
         reps (int): Timed interleaved rounds per mode (one step of every
             model per round).
@@ -409,10 +444,12 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             'torch.compile\'d code runs them inside its own kernels, where '
             'they cannot be recorded. Drop --compile (or --conv-time)')
     dev = check_device(device)
+    dtype = autocast_dtype(amp, dev)
     if threads:
         torch.set_num_threads(threads)
     settings = dict(
-        device=str(dev), batch=batch, size=size, amp=amp,
+        device=str(dev), batch=batch, size=size,
+        amp=str(dtype).replace('torch.', '') if dtype else False,
         channels_last=channels_last, compile=compile, freeze=freeze,
         straightforward=straightforward, profile_steps=profile,
         conv_time=conv_time,

@@ -11,6 +11,8 @@ Examples:
     python tools/analysis/benchmark.py --models resnext50 resnext50_elastic \
         --device cuda --batch 64 --amp --channels-last --json bench.json
     python tools/analysis/benchmark.py --models resnext50_mmpretrain \
+        resnext50_elastic --device cuda --amp-dtype bfloat16 --channels-last
+    python tools/analysis/benchmark.py --models resnext50_mmpretrain \
         resnext50_elastic --compile --freeze --mode infer
     python tools/analysis/benchmark.py --models resnext50_mmpretrain \
         resnext50_elastic --plot work_dirs/bench.png
@@ -33,7 +35,8 @@ import logging
 import sys
 import warnings
 
-from mmelastic.analysis.benchmark import (BenchmarkError, finite_json,
+from mmelastic.analysis.benchmark import (AMP_DTYPES, BenchmarkError,
+                                          finite_json,
                                           format_conv_time, format_profile,
                                           format_table, plot_result,
                                           plot_suffix_problem,
@@ -57,6 +60,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--amp', action='store_true',
         help='autocast (float16 on CUDA with a GradScaler, bfloat16 on CPU)')
+    parser.add_argument(
+        '--amp-dtype', choices=AMP_DTYPES,
+        help='autocast in this dtype instead of the device\'s usual one '
+        '(implies --amp; float16 trains with a GradScaler)')
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument(
         '--compile', action='store_true', help='torch.compile the models')
@@ -127,7 +134,7 @@ def main(argv=None):
             device=args.device,
             batch=args.batch,
             size=args.size,
-            amp=args.amp,
+            amp=args.amp_dtype or args.amp,
             channels_last=args.channels_last,
             compile=args.compile,
             threads=args.threads,
