@@ -5,6 +5,7 @@ Issue rule: within 1e-5 in float32 for the same weights -- outputs, input
 and parameter gradients, and BN running statistics -- for the kernels, the
 blocks and whole backbones, in NCHW and channels-last, at odd sizes.
 """
+import math
 import os.path as osp
 import sys
 
@@ -34,6 +35,17 @@ def dtype_name(dtype):
 
 
 SIZES = [(1, 1), (2, 2), (7, 7), (15, 10), (28, 28), (9, 4)]
+
+
+MIN_MERGED_PIXELS = fast_ops.MIN_MERGED_PIXELS  # before merge_small_maps
+
+
+@pytest.fixture(autouse=True)
+def merge_small_maps(monkeypatch):
+    """The tiny maps of these tests are below the size where non-elastic
+    blocks merge their branches; merge them anyway, so that the merged path
+    is tested (test_merging_only_where_it_pays_off tests the threshold)."""
+    monkeypatch.setattr(fast_ops, 'MIN_MERGED_PIXELS', 1)
 
 
 def as_format(x, channels_last):
@@ -468,6 +480,35 @@ def test_dispatch(monkeypatch):
         plain(x)
         elastic(x)
     assert (len(merged), len(fused)) == (1, 1)
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('train', [False, True])
+def test_merging_only_where_it_pays_off(monkeypatch, train, stride):
+    """Merging copies the branches' conv weights on every call, so a
+    non-elastic block whose output map has fewer pixels per image than
+    MIN_MERGED_PIXELS runs its branches apart (not fused either: that
+    copies conv3's weights and the activations), with the straightforward
+    path's results, whatever the batch size."""
+    monkeypatch.setattr(fast_ops, 'MIN_MERGED_PIXELS', MIN_MERGED_PIXELS)
+    merged = count_calls(monkeypatch, 'merged_branches')
+    fused = count_calls(monkeypatch, 'fused_branches')
+    kwargs = block_cases()[1 if stride == 1 else 2][0]
+    cin = kwargs['in_channels']
+    block = make_block(kwargs).train(train)
+    side = math.isqrt(fast_ops.MIN_MERGED_PIXELS) * stride
+    # Output maps one row short of the threshold, and just at it.
+    small = torch.randn(3, cin, side - stride, side)
+    large = torch.randn(2, cin, side, side)
+    out = run_step(block, small, fast=True)
+    assert (len(merged), len(fused)) == (0, 0)
+    ref = run_step(make_block(kwargs).train(train), small, fast=False)
+    assert_close(out[0], ref[0])
+    assert_close(out[1], ref[1])
+    for name in ref[2]:
+        assert_close_scaled(out[2][name], ref[2][name])
+    run_step(block, large, fast=True)
+    assert (len(merged), len(fused)) == (1, 0)
 
 
 @pytest.mark.parametrize('name', KERNELS)

@@ -26,7 +26,7 @@ from mmpretrain.models.utils import SELayer
 from .fast_ops import (add, can_fuse_branches, can_merge_branches,
                        can_recompute_down, down_conv1, fast_path,
                        fast_path_enabled, fused_branches, merged_branches,
-                       uses_channels_last_kernels)
+                       merging_pays_off, uses_channels_last_kernels)
 from .resample import Resample2x, split_channels
 
 
@@ -229,9 +229,11 @@ class ElasticBottleneck(BaseModule):
             # be swapped after construction (BN -> SyncBN), and the best
             # kernel depends on the input's memory format.
             fast = fast_path_enabled()
-            if fast and can_merge_branches(self.high, self.low):
+            mergeable = fast and can_merge_branches(self.high, self.low)
+            if mergeable and merging_pays_off(self.high, self.low, x):
                 out = merged_branches(self.high, self.low, x)
-            elif fast and can_fuse_branches(self.high, self.low) and \
+            elif fast and not mergeable and \
+                    can_fuse_branches(self.high, self.low) and \
                     not uses_channels_last_kernels(x):
                 out = fused_branches(self.high, self.low, x)
             else:

@@ -42,7 +42,8 @@ What is here and why (``tools/analysis/benchmark.py`` measures it):
   branch's upsampling is moved before its (linear, bias-free) 1x1 conv3, so
   it runs on 4x fewer channels, and both conv3 become one conv.
 * :func:`merged_branches` -- a non-elastic block runs its two branches as
-  the one grouped bottleneck they are.
+  the one grouped bottleneck they are, except on small maps
+  (:func:`merging_pays_off`).
 * :func:`merged_dense_conv1` / :func:`merged_dense_exit` -- the same for
   the two full-resolution branches of a non-elastic dense layer
   (DenseNet+Elastic's last dense block).
@@ -496,6 +497,32 @@ def can_merge_branches(high, low):
         return False
     return _mergeable_norms(high.norm1, low.norm1) and \
         _mergeable_norms(high.norm2, low.norm2)
+
+
+# Merged non-elastic blocks whose output maps are smaller than this (pixels
+# per image) run their branches apart; see merging_pays_off.
+MIN_MERGED_PIXELS = 100
+
+
+def merging_pays_off(high, low, x):
+    """Whether :func:`merged_branches` is worth its weight copies for ``x``.
+
+    Merging concatenates the branches' conv weights on every call (and, in
+    training, again in the backward pass): a copy of every weight, against
+    kernel launches saved and wider GEMMs over every output pixel. The
+    copy's share of the work is about one over the number of output
+    pixels, so the branches run apart where a block's output map is small:
+    under :data:`MIN_MERGED_PIXELS` per image, which separates ResNeXt's
+    last stage (7x7) from the stages before it (14x14 and up). Measured
+    per block, time merged over time apart (docs/performance.md): at 7x7
+    (2048 -> 1024 -> 2048) 1.00x-1.04x in inference and 1.28x-1.35x in
+    training at batch 8, 1.18x-2.77x at batch 1; at 14x14 (1024 -> 512 ->
+    1024) 0.90x-1.06x, so those stay merged. The rule is per image, so
+    that a model takes the same path at every batch size.
+    """
+    stride = high.conv2.stride
+    pixels = (x.shape[-2] // stride[0]) * (x.shape[-1] // stride[1])
+    return pixels >= MIN_MERGED_PIXELS
 
 
 def _twin_plain_convs(a, b, kernel_size):
