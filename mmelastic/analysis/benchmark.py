@@ -223,8 +223,7 @@ class ModelRunner:
 
     def _autocast(self):
         return torch.autocast(
-            self.device.type, dtype=self.amp_dtype or torch.bfloat16,
-            enabled=self.amp)
+            self.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
     def sync(self):
         if self.device.type == 'cuda':

@@ -230,7 +230,7 @@ class ElasticBottleneck(BaseModule):
             # kernel depends on the input's memory format.
             fast = fast_path_enabled()
             mergeable = fast and can_merge_branches(self.high, self.low)
-            if mergeable and merging_pays_off(self.high, self.low, x):
+            if mergeable and merging_pays_off(self.high, x):
                 out = merged_branches(self.high, self.low, x)
             elif fast and not mergeable and \
                     can_fuse_branches(self.high, self.low) and \

@@ -504,8 +504,9 @@ def can_merge_branches(high, low):
 MIN_MERGED_PIXELS = 100
 
 
-def merging_pays_off(high, low, x):
-    """Whether :func:`merged_branches` is worth its weight copies for ``x``.
+def merging_pays_off(high, x):
+    """Whether :func:`merged_branches` is worth its weight copies for ``x``
+    (``high``: the block's high branch, whose conv2 stride the other shares).
 
     Merging concatenates the branches' conv weights on every call (and, in
     training, again in the backward pass): a copy of every weight, against
