@@ -271,6 +271,15 @@ def test_frozen_stages_and_norm_eval():
     assert model.layer2[0].high.norm1.training
 
 
+def test_train_and_eval_return_the_backbone():
+    # As nn.Module's do (mmpretrain's ResNet.train returns None), so that
+    # ``backbone = build(...).eval()`` keeps the backbone.
+    model = tiny(arch='resnext50_elastic', frozen_stages=1)
+    assert model.eval() is model and not model.training
+    assert model.train() is model and model.training
+    assert not model.layer1.training  # still frozen
+
+
 def test_with_cp_same_result_and_gradients():
     torch.manual_seed(0)
     plain = tiny(arch='resnext50_elastic')

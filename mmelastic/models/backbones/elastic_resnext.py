@@ -310,4 +310,10 @@ class ElasticResNeXt(ResNet):
                 if isinstance(m, ElasticBottleneck):
                     constant_init(m.norm3, 0)
 
+    def train(self, mode=True):
+        # mmpretrain's ResNet.train returns None; nn.Module.train returns
+        # the module, and ``model = backbone.eval()`` relies on that.
+        super().train(mode)
+        return self
+
     elastic_blocks = ElasticBackboneMixin.elastic_blocks
