@@ -7,6 +7,7 @@ dependencies are read from ``requirements/*.txt``:
 * ``runtime.txt``: install_requires (classification with mmpretrain);
 * ``seg.txt``: the ``seg`` extra (mmsegmentation, ftfy, regex), so that
   classification users need neither mmseg nor the full mmcv build;
+* ``deploy.txt``: the ``deploy`` extra (ONNX export, ONNX Runtime);
 * ``tests.txt``: the ``tests`` extra;
 * ``mminstall.txt``: the ``mim`` extra (mmcv; see tools/install_mmcv.py).
 """
@@ -70,9 +71,11 @@ setup(
     install_requires=parse_requirements('runtime.txt'),
     extras_require={
         'seg': parse_requirements('seg.txt'),
+        'deploy': parse_requirements('deploy.txt'),
         'tests': parse_requirements('tests.txt'),
         'mim': parse_requirements('mminstall.txt'),
-        'all': parse_requirements('seg.txt') + parse_requirements('tests.txt'),
+        'all': parse_requirements('seg.txt') +
+        parse_requirements('deploy.txt') + parse_requirements('tests.txt'),
     },
     classifiers=[
         'Development Status :: 3 - Alpha',

@@ -36,6 +36,9 @@ CONFIG_DIR = osp.join(
     'imagenet')
 
 MODES = ('infer', 'train')
+#: ``--backend`` choices: PyTorch eager (or compiled), or the model exported
+#: to ONNX and run by ONNX Runtime (inference, CPU).
+BACKENDS = ('pytorch', 'onnxruntime')
 
 
 class BenchmarkError(RuntimeError):
@@ -126,6 +129,62 @@ def autocast_dtype(amp, device):
     return getattr(torch, amp)
 
 
+def check_backends(backends, device, modes, pytorch_options=None,
+                   eager_options=None):
+    """Return the backends as a list, or raise a clear error for backends
+    and options that do not go together (ONNX Runtime: CPU inference).
+
+    Args:
+        backends (str | sequence[str]): Names from :data:`BACKENDS`.
+        device (str): ``--device``.
+        modes (sequence[str]): The modes asked for.
+        pytorch_options (dict, optional): Options that only PyTorch rows
+            use, by name (``dict(amp=False, compile=True)``); a true one
+            needs the pytorch backend too.
+        eager_options (dict, optional): Options that work on PyTorch steps
+            only (profiling, convolution timing); a true one rules out
+            ONNX Runtime rows.
+    """
+    backends = [backends] if isinstance(backends, str) else list(backends)
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or not backends or len(set(backends)) != len(backends):
+        raise BenchmarkError(f'--backend takes distinct names from '
+                             f'{", ".join(BACKENDS)}, not {backends}')
+    if 'onnxruntime' not in backends:
+        return backends
+    if list(modes) != ['infer']:
+        raise BenchmarkError('--backend onnxruntime times inference only; '
+                             'add --mode infer')
+    if device != 'cpu':
+        raise BenchmarkError('--backend onnxruntime runs on the CPU (the '
+                             'onnxruntime package has no CUDA provider); '
+                             'use --device cpu')
+
+    def flags(options):
+        return ', '.join('--' + name.replace('_', '-')
+                         for name, value in (options or {}).items() if value)
+
+    if 'pytorch' not in backends and flags(pytorch_options):
+        raise BenchmarkError(
+            f'{flags(pytorch_options)} only apply to PyTorch rows; drop '
+            'them, or add them with --backend pytorch onnxruntime')
+    if flags(eager_options):
+        raise BenchmarkError(
+            f'{flags(eager_options)} only work on PyTorch steps; drop '
+            'them, or --backend onnxruntime')
+    from mmelastic.deployment.onnx import DeploymentError, require
+    try:
+        require('onnx', 'onnxscript', 'onnxruntime')
+    except DeploymentError as err:
+        raise BenchmarkError(str(err)) from err
+    return backends
+
+
+def _onnxruntime_version():
+    import onnxruntime
+    return onnxruntime.__version__
+
+
 def interleaved_schedule(num_models, rounds):
     """Model order of each round: given order in even rounds, reversed in
     odd ones (ABBA), so every model runs as often first as last.
@@ -156,13 +215,19 @@ def summarize(values):
 # Models and steps
 # --------------------------------------------------------------------------
 def build_model(config):
-    """Build a config's model (mmpretrain classifier or mmseg segmentor)."""
+    """Build a config's model (mmpretrain classifier or mmseg segmentor).
+
+    Args:
+        config (str | mmengine.Config): A config file or a loaded config.
+    """
+    import copy
+
     from mmengine.config import Config
     from mmengine.registry import MODELS, DefaultScope
 
     import mmelastic  # noqa: F401  (registers the models)
-    cfg = Config.fromfile(config)
-    model_cfg = cfg.model
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    model_cfg = copy.deepcopy(cfg.model)
     if model_cfg.get('type') == 'EncoderDecoder':
         model_cfg.pop('auxiliary_head', None)
     scope = cfg.get('default_scope', 'mmpretrain')
@@ -268,6 +333,52 @@ class ModelRunner:
         if mode == 'train':
             out.item()  # the loss; keeps lazy backends honest
         self.sync()
+        return time.perf_counter() - start
+
+
+class OnnxRuntimeRunner:
+    """One model exported to ONNX and run by ONNX Runtime (CPU, inference).
+
+    The graph is what :class:`ModelRunner` times in inference,
+    ``model(x, mode='tensor')``, exported by
+    :func:`mmelastic.deployment.onnx.export_onnx` for the benchmark's fixed
+    batch and size (the straightforward path of the Elastic blocks: ONNX
+    Runtime fuses their pooling, ``Resize``, norms and sums its own way).
+    The session uses the benchmark's thread count, without spin-waiting
+    (:class:`~mmelastic.deployment.onnx.OnnxRuntimeModel`).
+    """
+
+    fast_path = True  # not applicable; keeps the result rows uniform
+
+    def __init__(self, name, config, batch, size, threads=None, seed=0):
+        import tempfile
+
+        from mmelastic.deployment.onnx import OnnxRuntimeModel, export_onnx
+        self.name, self.config, self.batch = name, config, batch
+        torch.manual_seed(seed)
+        model = build_model(config).eval()
+        self.params = sum(p.numel() for p in model.parameters())
+        self._dir = tempfile.TemporaryDirectory(prefix='mmelastic_onnx_')
+        path = osp.join(self._dir.name, 'model.onnx')
+        export_onnx(model, path, (batch, 3, size, size), output=None,
+                    dynamic_batch=False)
+        del model
+        self.runtime = OnnxRuntimeModel(path, threads=threads,
+                                        spinning=False)
+        self.inputs = torch.randn(batch, 3, size, size).numpy()
+
+    def set_mode(self, mode):
+        if mode != 'infer':
+            raise BenchmarkError('ONNX Runtime runs inference only')
+
+    def step(self, mode):
+        self.set_mode(mode)
+        return self.runtime(self.inputs)
+
+    def timed_step(self, mode):
+        """Seconds one inference takes."""
+        start = time.perf_counter()
+        self.step(mode)
         return time.perf_counter() - start
 
 
@@ -387,7 +498,7 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
                   channels_last=False, compile=False, threads=None,
                   warmup=2, reps=5, modes=MODES, memory=True,
                   straightforward=False, freeze=False, profile=0,
-                  conv_time=False, log=None):
+                  conv_time=False, backend='pytorch', log=None):
     """Time every model, interleaved, and probe its peak memory.
 
     Args:
@@ -400,7 +511,8 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         warmup (int): Untimed interleaved rounds per mode.
         reps (int): Timed interleaved rounds per mode (one step of every
             model per round).
-        memory (bool): Also run one memory probe subprocess per model.
+        memory (bool): Also run one memory probe subprocess per model
+            (PyTorch backend only).
         straightforward (bool): Also time every model with mmelastic's fast
             path off (:func:`mmelastic.models.utils.fast_path`), as a row
             ``NAME:straightforward`` right after it, in the same rounds.
@@ -413,6 +525,13 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             convolutions of one step per mode and time them alone, next to
             one whole step, in interleaved rounds as many as ``reps``
             (:mod:`mmelastic.analysis.conv_time`). Eager models only.
+        backend (str | sequence[str]): ``'pytorch'`` and/or
+            ``'onnxruntime'``: every model exported to ONNX and run by ONNX
+            Runtime on the CPU (:class:`OnnxRuntimeRunner`; inference
+            only). With both, every model gets a row per backend, the ONNX
+            Runtime one named ``NAME:onnxruntime``; the PyTorch options
+            above apply to the PyTorch rows, and ``profile`` and
+            ``conv_time`` are not available.
         log (callable, optional): Called with one progress line at a time.
 
     Returns:
@@ -442,6 +561,12 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             '--conv-time records the convolutions of an eager step; '
             'torch.compile\'d code runs them inside its own kernels, where '
             'they cannot be recorded. Drop --compile (or --conv-time)')
+    backends = check_backends(
+        backend, device, modes,
+        pytorch_options=dict(amp=amp, channels_last=channels_last,
+                             compile=compile,
+                             straightforward=straightforward),
+        eager_options=dict(profile=profile, conv_time=conv_time))
     dev = check_device(device)
     dtype = autocast_dtype(amp, dev)
     if threads:
@@ -453,20 +578,29 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         straightforward=straightforward, profile_steps=profile,
         conv_time=conv_time,
         threads=torch.get_num_threads(), warmup=warmup, reps=reps,
-        modes=modes, torch=torch.__version__,
+        modes=modes, torch=torch.__version__, backends=backends,
+        onnxruntime=_onnxruntime_version() if 'onnxruntime' in backends
+        else None,
         cuda_device=torch.cuda.get_device_name(dev)
         if dev.type == 'cuda' else None)
-    variants = [(name, config, True) for name, config in models]
-    if straightforward:
-        variants = [v for name, config in models
-                    for v in ((name, config, True),
-                              (f'{name}:straightforward', config, False))]
+    variants = []  # (row name, config, fast path, backend)
+    for name, config in models:
+        for b in backends:
+            row = name if b == backends[0] else f'{name}:{b}'
+            variants.append((row, config, True, b))
+            if straightforward and b == 'pytorch':
+                variants.append((f'{row}:straightforward', config, False, b))
     runners = []
-    for name, config, fast in variants:
+    for name, config, fast, runner_backend in variants:
         start = time.perf_counter()
-        runners.append(
-            ModelRunner(name, config, dev, batch, size, amp, channels_last,
-                        compile, fast_path=fast, freeze=freeze))
+        if runner_backend == 'onnxruntime':
+            runner = OnnxRuntimeRunner(name, config, batch, size,
+                                       settings['threads'])
+        else:
+            runner = ModelRunner(name, config, dev, batch, size, amp,
+                                 channels_last, compile, fast_path=fast,
+                                 freeze=freeze)
+        runners.append(runner)
         log(f'built {name} ({runners[-1].params / 1e6:.2f}M params) in '
             f'{time.perf_counter() - start:.1f}s')
 
@@ -507,8 +641,14 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
     if dev.type == 'cuda':
         torch.cuda.empty_cache()
 
+    if memory and 'onnxruntime' in backends:
+        # A probe process would hold the export's PyTorch allocations too,
+        # which the glibc heap keeps and ONNX Runtime's arena then reuses:
+        # its peak would say little about the runtime.
+        log('memory: not probed with --backend onnxruntime')
+        memory = False
     if memory:
-        for res, (name, config, fast) in zip(results, variants):
+        for res, (name, config, fast, _) in zip(results, variants):
             start = time.perf_counter()
             res['memory'] = run_memory_probe(
                 config, modes=modes, device=str(dev), batch=batch, size=size,
@@ -643,6 +783,28 @@ def format_conv_time(result):
     return _mode_tables(result, 'conv_time', table)
 
 
+def describe_run(settings):
+    """One line saying how a benchmark ran (device, batch, backend ...)."""
+    s = settings
+    run = f"device {s['device']}" + (
+        f" ({s['cuda_device']})" if s.get('cuda_device') else '') + \
+        f", batch {s['batch']}, {s['size']}x{s['size']}, " \
+        f"{s['threads']} threads"
+    backends = s.get('backends', ['pytorch'])
+    if 'pytorch' in backends:
+        run += (f", amp {s['amp']}, channels_last {s['channels_last']}, "
+                f"compile {s['compile']}" +
+                (' (freezing)' if s.get('freeze') else '') +
+                f", torch {s['torch']}")
+    if 'onnxruntime' in backends:
+        runtime = f"ONNX Runtime {s['onnxruntime']} (graphs exported by " \
+            f"torch {s['torch']})"
+        if backends == ['onnxruntime']:
+            return runtime + ', ' + run
+        run += '; rows NAME:onnxruntime: ' + runtime
+    return run
+
+
 def format_table(result):
     """A plain-text table of a :func:`run_benchmark` result."""
     models = result['models']
@@ -680,14 +842,7 @@ def format_table(result):
                     f'{how}; peak = whole process, step +MB = peak minus '
                     'memory just before the step')
     notes = (
-        f"device {settings['device']}"
-        + (f" ({settings['cuda_device']})" if settings['cuda_device'] else '')
-        + f", batch {settings['batch']}, {settings['size']}x"
-        f"{settings['size']}, {settings['threads']} threads, amp "
-        f"{settings['amp']}, channels_last {settings['channels_last']}, "
-        f"compile {settings['compile']}"
-        + (' (freezing)' if settings.get('freeze') else '')
-        + f", torch {settings['torch']}; "
+        describe_run(settings) + '; '
         f"median of {settings['reps']} interleaved (ABBA) reps after "
         f"{settings['warmup']} warm-up rounds; IQR = quartiles q1-q3; "
         f"ratio = median img/s / {ref}'s" + mem_note)
@@ -836,12 +991,7 @@ def plot_result(result, path):
         ax.grid(axis='x', alpha=0.3)
     s = result['settings']
     fig.suptitle(
-        f"{s['device']}" +
-        (f" ({s['cuda_device']})" if s.get('cuda_device') else '') +
-        f", batch {s['batch']}, {s['size']}x{s['size']}, amp {s['amp']}, "
-        f"channels_last {s['channels_last']}, compile {s['compile']}"
-        + (' (freezing)' if s.get('freeze') else '') +
-        f"; median of {s['reps']} interleaved rounds",
+        describe_run(s) + f"; median of {s['reps']} interleaved rounds",
         fontsize=9)
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)

@@ -20,6 +20,10 @@ Examples:
         resnext50_elastic --mode train --no-memory --profile 3
     python tools/analysis/benchmark.py --models resnext50_mmpretrain \
         resnext50_elastic --mode train --no-memory --conv-time
+    python tools/analysis/benchmark.py --models resnext50_mmpretrain \
+        resnext50_elastic --backend onnxruntime --reps 20
+    python tools/analysis/benchmark.py --models resnext50_mmpretrain \
+        resnext50_elastic --backend pytorch onnxruntime --channels-last
 
 Every model is timed in this one process, in ABBA rounds (the given order,
 then reversed, ...; one step of every model per round) after warm-up
@@ -28,6 +32,8 @@ training step is forward (``mode='tensor'``) + cross entropy on the logits
 against random labels + backward + SGD step; throughput is batch / step
 time, in images/s (median, quartiles and range over the reps). Peak memory
 is one step per mode in a fresh subprocess per model (skip: --no-memory).
+With --backend onnxruntime every model is exported to ONNX (the
+straightforward path of the Elastic blocks) and timed in ONNX Runtime.
 """
 import argparse
 import json
@@ -35,7 +41,8 @@ import logging
 import sys
 import warnings
 
-from mmelastic.analysis.benchmark import (AMP_DTYPES, BenchmarkError,
+from mmelastic.analysis.benchmark import (AMP_DTYPES, BACKENDS,
+                                          BenchmarkError,
                                           finite_json,
                                           format_conv_time, format_profile,
                                           format_table, plot_result,
@@ -80,7 +87,14 @@ def parse_args(argv=None):
     parser.add_argument(
         '--reps', type=int, default=5, help='timed rounds; default: 5')
     parser.add_argument(
-        '--mode', choices=['infer', 'train', 'both'], default='both')
+        '--mode', choices=['infer', 'train', 'both'],
+        help='default: both (infer with --backend onnxruntime)')
+    parser.add_argument(
+        '--backend', nargs='+', choices=BACKENDS, default=['pytorch'],
+        help='pytorch (default) and/or onnxruntime: every model exported '
+        'to ONNX and run by ONNX Runtime on the CPU, inference only (needs '
+        'requirements/deploy.txt); with both, rows NAME:onnxruntime follow '
+        'the PyTorch ones')
     parser.add_argument(
         '--straightforward', action='store_true',
         help='also time every model with the fast path off (rows '
@@ -127,7 +141,9 @@ def main(argv=None):
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    modes = ('infer', 'train') if args.mode == 'both' else (args.mode, )
+    mode = args.mode or ('infer' if 'onnxruntime' in args.backend else
+                         'both')
+    modes = ('infer', 'train') if mode == 'both' else (mode, )
     try:
         result = run_benchmark(
             args.model_list,
@@ -146,6 +162,7 @@ def main(argv=None):
             freeze=args.freeze,
             profile=args.profile,
             conv_time=args.conv_time,
+            backend=args.backend,
             log=log)
     except BenchmarkError as e:
         print(f'benchmark.py: error: {e}', file=sys.stderr)

@@ -82,7 +82,15 @@ def fast_path_enabled():
     change while it traces: the resampling is written element-wise for
     Inductor to fuse (:func:`avg_pool_2x`), and :func:`fused_branches` uses
     plain autograd.
+
+    It is off while ``torch.export`` (and so ``torch.onnx.export``) traces:
+    an exported graph runs in another runtime, which fuses standard pooling
+    and ``Resize`` ops its own way, and the fast path's rewrites would
+    reach it as slower ops (ResNeXt50+Elastic in ONNX Runtime,
+    docs/performance.md).
     """
+    if torch.compiler.is_exporting():
+        return False
     if torch.compiler.is_compiling():
         return _state['enabled'] and torch.is_grad_enabled()
     return _state['enabled']

@@ -1,0 +1,276 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""Export classifiers and segmentors to ONNX and run them in ONNX Runtime.
+
+The logic behind ``tools/deployment/pytorch2onnx.py`` and the
+``--backend onnxruntime`` rows of ``tools/analysis/benchmark.py``.
+
+The exported graph is the straightforward path of the Elastic blocks (the
+fast path is off while exporting, see
+:func:`mmelastic.models.utils.fast_path_enabled`): 2x2 average pooling,
+bilinear ``Resize``, convolutions, batch norms, ReLUs and sums, all standard
+ONNX ops that a runtime fuses in its own way. The fast path's rewrites
+(merged branch weights, resampling written as convolutions or slices) are
+for PyTorch's kernels; exported, they would be slower ops for the runtime.
+
+What the graph takes and returns:
+
+* input ``input``: a float32 ``(N, 3, H, W)`` batch, normalized as the
+  config's ``data_preprocessor`` does (mean/std, BGR to RGB); ``N`` is
+  dynamic unless ``dynamic_batch=False``, ``H`` and ``W`` are fixed (the
+  Elastic blocks pad odd sizes, which depends on the size).
+* classifiers, output ``scores`` (softmax for single-label heads, sigmoid
+  for multi-label ones, as the head's ``predict`` scores) or ``logits``;
+* segmentors, output ``seg_logits``: ``(N, classes, H, W)``, resized to the
+  input size as mmseg's whole-image inference does; ``argmax(1)`` is the
+  label map.
+
+Import it as ``mmelastic.deployment.onnx``; it needs the ``deploy`` extra
+(``pip install -r requirements/deploy.txt``: onnx, onnxscript, onnxruntime).
+"""
+import importlib
+import os
+import os.path as osp
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+OUTPUTS = ('scores', 'logits')
+#: Default opset: what torch 2.14's exporter writes natively.
+OPSET_VERSION = 18
+
+
+class DeploymentError(RuntimeError):
+    """A model or request that cannot be exported or checked."""
+
+
+def require(*names):
+    """Import the named ``deploy`` extra packages, or raise one clear error.
+
+    Returns:
+        list: The imported modules, in order.
+    """
+    modules, missing = [], []
+    for name in names:
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise DeploymentError(
+            f'ONNX export needs {", ".join(missing)}, which is not '
+            'installed; install the deploy extra: pip install -r '
+            'requirements/deploy.txt (or pip install "mmelastic[deploy]")')
+    return modules
+
+
+def is_segmentor(model):
+    """bool: Whether ``model`` is an mmseg segmentor (it has a decode
+    head) rather than an mmpretrain classifier."""
+    return hasattr(model, 'decode_head')
+
+
+class ExportWrapper(torch.nn.Module):
+    """A classifier or segmentor as ``tensor -> tensor`` for export.
+
+    Args:
+        model (nn.Module): An mmpretrain classifier or mmseg segmentor.
+        output (str | None): For classifiers, ``'scores'`` (the head's
+            prediction scores: softmax, or sigmoid for multi-label heads) or
+            ``'logits'``; segmentors return ``seg_logits`` at the input
+            size for either. None: ``model(inputs, mode='tensor')`` as it
+            is, for any model (what the benchmark times in PyTorch).
+
+    Example:
+        >>> from mmelastic.analysis.benchmark import build_model
+        >>> model = build_model('configs/imagenet/resnext50_elastic.py')
+        >>> wrapper = ExportWrapper(model.eval())
+        >>> tuple(wrapper(torch.rand(2, 3, 64, 64)).shape)
+        (2, 1000)
+    """
+
+    def __init__(self, model, output='scores'):
+        super().__init__()
+        if output is not None and output not in OUTPUTS:
+            raise DeploymentError(
+                f'output must be one of {OUTPUTS}, not {output!r}')
+        self.model = model
+        self.raw = output is None
+        self.segmentor = is_segmentor(model)
+        self.output_name = 'output' if self.raw else \
+            'seg_logits' if self.segmentor else output
+        self.activation = None
+        if not self.segmentor and output == 'scores':
+            self.activation = _score_activation(model)
+
+    def forward(self, inputs):
+        out = self.model(inputs, mode='tensor')
+        if self.raw:
+            return out
+        if self.segmentor:
+            # mmseg's whole-image inference: logits resized to the input.
+            return F.interpolate(
+                out, size=inputs.shape[2:], mode='bilinear',
+                align_corners=self.model.decode_head.align_corners)
+        if isinstance(out, (list, tuple)):
+            out = out[-1]
+        return out if self.activation is None else self.activation(out)
+
+
+def _score_activation(model):
+    """The head's score function: sigmoid (multi-label) or softmax."""
+    from mmpretrain.models.heads import ClsHead, MultiLabelClsHead
+    head = getattr(model, 'head', None)
+    if isinstance(head, MultiLabelClsHead):
+        return torch.sigmoid
+    if isinstance(head, ClsHead):
+        return lambda logits: F.softmax(logits, dim=1)
+    raise DeploymentError(
+        f'cannot tell how {type(head).__name__} turns logits into scores; '
+        "export output='logits' (--output logits) instead")
+
+
+def _check_shape(shape):
+    if len(shape) != 4 or shape[1] != 3 or min(shape) < 1:
+        raise DeploymentError(
+            f'input shape must be (batch, 3, height, width) with sizes >= 1, '
+            f'not {tuple(shape)}')
+    return tuple(int(s) for s in shape)
+
+
+def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
+                dynamic_batch=True, opset_version=OPSET_VERSION):
+    """Export an eval-mode classifier or segmentor to an ONNX file.
+
+    Args:
+        model (nn.Module): An mmpretrain classifier or mmseg segmentor
+            (put in eval mode here).
+        path (str): The ``.onnx`` file to write (its folder is created).
+        shape (tuple): Example input ``(N, 3, H, W)``; ``H`` and ``W`` are
+            fixed in the graph.
+        output (str | None): ``'scores'`` or ``'logits'`` (classifiers), or
+            None (:class:`ExportWrapper`).
+        dynamic_batch (bool): Leave the batch size free. Default: True.
+        opset_version (int): ONNX opset. Default: :data:`OPSET_VERSION`.
+
+    Returns:
+        str: The output name of the graph.
+
+    Raises:
+        DeploymentError: For a bad shape or output, a missing package, or an
+            export that fails (no file is left behind).
+    """
+    require('onnx', 'onnxscript')
+    shape = _check_shape(shape)
+    wrapper = ExportWrapper(model.eval(), output).eval()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else 'cpu'
+    example = torch.randn(shape, device=device)
+    dynamic_shapes = None
+    if dynamic_batch:
+        dynamic_shapes = {'inputs': {0: torch.export.Dim('batch')}}
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = path + '.part'
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                wrapper, (example, ),
+                tmp,
+                dynamo=True,
+                input_names=['input'],
+                output_names=[wrapper.output_name],
+                dynamic_shapes=dynamic_shapes,
+                opset_version=opset_version,
+                external_data=False,
+                verbose=False)
+        os.replace(tmp, path)
+    except Exception as err:
+        raise DeploymentError(f'exporting {type(model).__name__} to ONNX '
+                              f'failed: {err}') from err
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return wrapper.output_name
+
+
+class OnnxRuntimeModel:
+    """An exported graph in an ONNX Runtime CPU session.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        threads (int, optional): Intra-op threads; default: ONNX Runtime's
+            (one per core).
+        spinning (bool): Let idle worker threads spin-wait for the next op
+            (ONNX Runtime's default, lowest latency for one session).
+            Default: True. The benchmark turns it off: a session's threads
+            keep spinning after its run returns and take cores from the
+            next model's run (the same ResNeXt50+Elastic graph measured
+            0.79x-0.83x or 0.85x-0.88x of ResNeXt50 depending only on its
+            place in the round; 0.83x-0.84x in both places without).
+    """
+
+    def __init__(self, path, threads=None, spinning=True):
+        ort, = require('onnxruntime')
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        options.add_session_config_entry(
+            'session.intra_op.allow_spinning', '1' if spinning else '0')
+        self.session = ort.InferenceSession(
+            path, options, providers=['CPUExecutionProvider'])
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    def __call__(self, inputs):
+        """Run a batch (tensor or array); returns a float32 array."""
+        if isinstance(inputs, torch.Tensor):
+            inputs = inputs.detach().cpu().numpy()
+        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        return self.session.run(None, {self.input_name: inputs})[0]
+
+
+def verify_onnx(model, path, inputs, output='scores', atol=1e-4,
+                threads=None):
+    """Compare ONNX Runtime's output with PyTorch's for ``inputs``.
+
+    PyTorch runs the model as it usually does (fast path included), so
+    this checks the export and the fast path against each other too.
+
+    Args:
+        model (nn.Module): The exported model.
+        path (str): Its ``.onnx`` file.
+        inputs (Tensor | list[Tensor]): Input batches.
+        output (str): What was exported (``'scores'`` or ``'logits'``).
+        atol (float): Largest allowed absolute difference.
+
+    Returns:
+        dict: ``max_abs_diff`` (over all batches), ``shapes`` (output shape
+        per batch), ``seconds`` (ONNX Runtime time per batch).
+
+    Raises:
+        DeploymentError: Where the outputs differ by more than ``atol`` or
+            their shapes differ.
+    """
+    runtime = OnnxRuntimeModel(path, threads=threads)
+    wrapper = ExportWrapper(model.eval(), output).eval()
+    if isinstance(inputs, torch.Tensor):
+        inputs = [inputs]
+    worst, shapes, seconds = 0.0, [], []
+    for batch in inputs:
+        with torch.no_grad():
+            expected = wrapper(batch).float().cpu().numpy()
+        start = time.perf_counter()
+        got = runtime(batch)
+        seconds.append(time.perf_counter() - start)
+        if got.shape != expected.shape:
+            raise DeploymentError(
+                f'ONNX Runtime returned shape {got.shape} for input '
+                f'{tuple(batch.shape)}; PyTorch returned {expected.shape}')
+        shapes.append(got.shape)
+        worst = max(worst, float(np.abs(got - expected).max()))
+    if not worst <= atol:
+        raise DeploymentError(
+            f'ONNX Runtime and PyTorch outputs differ by up to {worst:.3g} '
+            f'(> atol {atol:g}) for {path}')
+    return dict(max_abs_diff=worst, shapes=shapes, seconds=seconds)

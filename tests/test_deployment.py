@@ -1,0 +1,375 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""ONNX export (mmelastic.deployment.onnx, tools/deployment/pytorch2onnx.py)
+and the ONNX Runtime backend of the benchmark: exported graphs equal
+PyTorch's outputs for every architecture family and task, the fast path is
+off while exporting, and bad requests fail with one clear error."""
+import importlib
+import importlib.util
+import os
+import os.path as osp
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from mmelastic.analysis import benchmark as bm
+from mmelastic.deployment import onnx as dep
+from mmelastic.models.utils import fast_path_enabled
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_CLS = REPO_ROOT / 'tests' / 'data' / 'configs' / 'tiny_cls.py'
+TINY_SEG = REPO_ROOT / 'tests' / 'data' / 'configs' / 'tiny_seg.py'
+
+
+def load_tool(path='tools/deployment/pytorch2onnx.py'):
+    """Import a tool script as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        'mmelastic_tool_' + Path(path).stem, REPO_ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def randomize_norms(model, seed=0):
+    """Non-trivial BN statistics and affine parameters, so that a graph
+    that dropped or misplaced a norm could not pass for the model."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+    return model.eval()
+
+
+def tiny_classifier(backbone, head='LinearClsHead', num_classes=5):
+    """An ImageClassifier around ``backbone`` (a config dict)."""
+    from mmpretrain.registry import MODELS
+
+    import mmelastic  # noqa: F401
+    net = MODELS.build(backbone).eval()
+    with torch.no_grad():
+        channels = net(torch.zeros(1, 3, 32, 32))[-1].shape[1]
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=backbone,
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(
+                type=head, num_classes=num_classes, in_channels=channels)))
+    torch.manual_seed(0)
+    model.init_weights()
+    return randomize_norms(model)
+
+
+TINY_RESNEXT = dict(
+    type='ElasticResNeXt',
+    arch='resnext50_elastic',
+    stage_blocks=(1, 2, 1, 1),
+    base_channels=8,
+    stem_channels=8,
+    groups=4,
+    width_per_group=2)
+TINY_DLA = dict(
+    type='ElasticDLA',
+    arch='dla60x_elastic',
+    channels=(8, 16, 32, 64, 96, 128),
+    cardinality=4)
+TINY_DENSENET = dict(
+    type='ElasticDenseNet',
+    arch=dict(
+        growth_rate=8, depths=(2, 3, 2, 2), init_channels=16, elastic=True))
+BACKBONES = dict(
+    resnext=TINY_RESNEXT, dla=TINY_DLA, densenet=TINY_DENSENET)
+
+
+def tiny_segmentor():
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(TINY_SEG))
+    model = bm.build_model(cfg)
+    torch.manual_seed(0)
+    model.init_weights()
+    return randomize_norms(model)
+
+
+def run_onnx(path, x):
+    return torch.from_numpy(dep.OnnxRuntimeModel(path, threads=1)(x))
+
+
+@pytest.mark.parametrize('family', sorted(BACKBONES))
+def test_classifier_graph_equals_pytorch(family, tmp_path):
+    model = tiny_classifier(BACKBONES[family])
+    path = str(tmp_path / f'{family}.onnx')
+    # Odd sizes: the Elastic blocks pad before pooling and crop after the
+    # upsampling; the batch is free (exported with 2, run with 1 and 3).
+    assert dep.export_onnx(model, path, (2, 3, 33, 47)) == 'scores'
+    gen = torch.Generator().manual_seed(1)
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 33, 47, generator=gen)
+        with torch.no_grad():
+            logits = model(x, mode='tensor')
+        got = run_onnx(path, x)
+        assert got.shape == (batch, 5)
+        torch.testing.assert_close(
+            got, logits.softmax(1), rtol=0, atol=1e-5)
+        # The scores are the ones the model's own predict gives.
+        preds = model.predict(x)
+        torch.testing.assert_close(
+            got, torch.stack([p.pred_score for p in preds]), rtol=0,
+            atol=1e-5)
+
+
+def test_multi_label_scores_and_logits(tmp_path):
+    model = tiny_classifier(TINY_RESNEXT, head='MultiLabelLinearClsHead')
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        logits = model(x, mode='tensor')
+    scores = str(tmp_path / 'scores.onnx')
+    raw = str(tmp_path / 'logits.onnx')
+    dep.export_onnx(model, scores, (2, 3, 32, 32))
+    assert dep.export_onnx(model, raw, (2, 3, 32, 32),
+                           output='logits') == 'logits'
+    torch.testing.assert_close(
+        run_onnx(scores, x), logits.sigmoid(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(run_onnx(raw, x), logits, rtol=1e-5, atol=1e-5)
+    assert [o.name for o in onnx.load(raw).graph.output] == ['logits']
+
+
+def test_segmentor_graph_equals_mmseg_inference(tmp_path):
+    model = tiny_segmentor()
+    path = str(tmp_path / 'seg.onnx')
+    assert dep.export_onnx(model, path, (1, 3, 40, 36)) == 'seg_logits'
+    x = torch.randn(2, 3, 40, 36)
+    got = run_onnx(path, x)
+    assert got.shape == (2, 2, 40, 36)
+    # mmseg's whole-image inference of the same batch (no data samples:
+    # the image is its own original shape).
+    with torch.no_grad():
+        preds = model.predict(x)
+    expected = torch.stack([p.seg_logits.data for p in preds])
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_static_batch(tmp_path):
+    model = tiny_classifier(TINY_RESNEXT)
+    path = str(tmp_path / 'static.onnx')
+    dep.export_onnx(model, path, (2, 3, 32, 32), dynamic_batch=False)
+    dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [2, 3, 32, 32]
+    with pytest.raises(Exception, match='(?i)dimension|shape'):
+        run_onnx(path, torch.randn(3, 3, 32, 32))
+
+
+def test_fast_path_is_off_while_exporting(tmp_path):
+    model = tiny_classifier(TINY_RESNEXT)
+    seen = []
+    block = model.backbone.layer1[0]
+    handle = block.register_forward_pre_hook(
+        lambda *args: seen.append(fast_path_enabled()))
+    path = str(tmp_path / 'm.onnx')
+    dep.export_onnx(model, path, (1, 3, 32, 32))
+    handle.remove()
+    assert seen and not any(seen)
+    assert fast_path_enabled()  # and on again afterwards
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    # The straightforward path's standard ops, none of the fast path's
+    # rewrites (resampling as strided slices and interleaving, merged
+    # branches as concatenated weights).
+    assert {'AveragePool', 'Resize', 'Conv'} <= ops
+    assert not ops & {'Slice', 'Concat'}
+
+
+def test_export_errors_and_no_partial_file(tmp_path, monkeypatch):
+    model = tiny_classifier(TINY_RESNEXT)
+    path = str(tmp_path / 'out' / 'm.onnx')
+    with pytest.raises(dep.DeploymentError, match=r'\(batch, 3, height'):
+        dep.export_onnx(model, path, (1, 1, 32, 32))
+    with pytest.raises(dep.DeploymentError, match='output must be one of'):
+        dep.export_onnx(model, path, (1, 3, 32, 32), output='probs')
+
+    def broken_export(module, args, f, **kwargs):
+        Path(f).write_bytes(b'half a graph')
+        raise RuntimeError('exporter exploded')
+
+    monkeypatch.setattr(torch.onnx, 'export', broken_export)
+    with pytest.raises(dep.DeploymentError, match='exporter exploded'):
+        dep.export_onnx(model, path, (1, 3, 32, 32))
+    assert os.listdir(tmp_path / 'out') == []
+
+
+def test_unknown_head_asks_for_logits():
+    model = tiny_classifier(TINY_RESNEXT)
+    model.head = torch.nn.Identity()
+    with pytest.raises(dep.DeploymentError, match="output='logits'"):
+        dep.ExportWrapper(model)
+    dep.ExportWrapper(model, output='logits')  # fine
+
+
+def test_missing_package_names_the_extra(monkeypatch):
+    real = importlib.import_module
+
+    def without_onnxruntime(name, *args):
+        if name == 'onnxruntime':
+            raise ImportError('No module named onnxruntime')
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, 'import_module', without_onnxruntime)
+    with pytest.raises(dep.DeploymentError,
+                       match='onnxruntime.*requirements/deploy.txt'):
+        dep.require('onnx', 'onnxruntime')
+    with pytest.raises(bm.BenchmarkError, match='requirements/deploy.txt'):
+        bm.check_backends('onnxruntime', 'cpu', ['infer'])
+
+
+def test_verify_catches_a_different_model(tmp_path):
+    model = tiny_classifier(TINY_RESNEXT)
+    path = str(tmp_path / 'm.onnx')
+    dep.export_onnx(model, path, (1, 3, 32, 32), output='logits')
+    x = [torch.randn(1, 3, 32, 32), torch.randn(2, 3, 32, 32)]
+    res = dep.verify_onnx(model, path, x, output='logits', atol=1e-5)
+    assert res['max_abs_diff'] <= 1e-5
+    assert res['shapes'] == [(1, 5), (2, 5)]
+    with torch.no_grad():
+        model.backbone.layer2[0].high.conv2.weight.mul_(1.5)
+    with pytest.raises(dep.DeploymentError, match='differ by up to'):
+        dep.verify_onnx(model, path, x, output='logits', atol=1e-5)
+
+
+# --- tools/deployment/pytorch2onnx.py ---------------------------------------
+
+
+def test_tool_exports_a_checkpoint(tmp_path, capsys):
+    from mmengine.config import Config
+    from mmengine.runner import save_checkpoint
+    model = bm.build_model(Config.fromfile(str(TINY_CLS)))
+    torch.manual_seed(3)
+    model.init_weights()
+    randomize_norms(model, seed=3)
+    ckpt = str(tmp_path / 'tiny.pth')
+    save_checkpoint(model.state_dict(), ckpt)
+    out = str(tmp_path / 'tiny.onnx')
+    tool = load_tool()
+    assert tool.main([
+        str(TINY_CLS), '--checkpoint', ckpt, '--output-file', out,
+        '--shape', '32', '--verify'
+    ]) == out
+    log = capsys.readouterr().out
+    assert f'loaded {ckpt}' in log
+    assert 'verified in ONNX Runtime: batches [1, 2]' in log
+    assert 'graph: input (N, 3, 32, 32) float32 -> scores (N, classes)' \
+        in log
+    assert 'mean=[127.5, 127.5, 127.5]' in log
+    # The graph holds the checkpoint's weights, not fresh ones.
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x, mode='tensor').softmax(1)
+    torch.testing.assert_close(run_onnx(out, x), expected, rtol=0,
+                               atol=1e-5)
+
+
+def test_tool_segmentor_defaults_to_crop_size(tmp_path, capsys):
+    out = str(tmp_path / 'seg.onnx')
+    load_tool().main([str(TINY_SEG), '--output-file', out,
+                      '--static-batch', '--batch', '2'])
+    log = capsys.readouterr().out
+    assert 'no --checkpoint' in log
+    assert 'graph: input (2, 3, 32, 32) float32 -> seg_logits ' \
+        '(2, classes, 32, 32)' in log
+    assert 'channels RGB (from BGR images)' in log
+    assert osp.isfile(out)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--shape', '1', '2', '3'], '--shape takes one or two'),
+    (['--checkpoint', 'missing.pth'], "'missing.pth' is not a file"),
+    (['--batch', '0'], '--batch must be at least 1'),
+])
+def test_tool_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        load_tool().main([str(TINY_CLS)] + argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# --- benchmark.py --backend onnxruntime ------------------------------------
+
+
+def test_benchmark_onnxruntime_backend(tmp_path):
+    plain = tmp_path / 'tiny_plain.py'
+    plain.write_text(f"_base_ = ['{TINY_CLS}']\n"
+                     "model = dict(backbone=dict(arch='resnext50'))\n")
+    models = [('plain', str(plain)), ('elastic', str(TINY_CLS))]
+    lines = []
+    res = bm.run_benchmark(
+        models, batch=2, size=32, warmup=1, reps=2, modes=['infer'],
+        backend='onnxruntime', threads=1, log=lines.append)
+    assert res['settings']['backends'] == ['onnxruntime']
+    assert res['settings']['onnxruntime']
+    assert [m['name'] for m in res['models']] == ['plain', 'elastic']
+    for m in res['models']:
+        assert len(m['infer']['times_s']) == 2
+        assert m['infer']['throughput']['median'] > 0
+        assert 'memory' not in m and 'train' not in m
+    assert res['models'][0]['infer']['ratio'] == 1.0
+    assert 'memory: not probed with --backend onnxruntime' in lines
+    table = bm.format_table(res)
+    assert 'ONNX Runtime' in table and 'amp' not in table
+
+
+def test_benchmark_pytorch_and_onnxruntime_rows(tmp_path):
+    res = bm.run_benchmark(
+        [('tiny', str(TINY_CLS))], batch=2, size=32, warmup=0, reps=2,
+        modes=['infer'], backend=['pytorch', 'onnxruntime'],
+        channels_last=True, straightforward=True, memory=False, threads=1)
+    rows = [(m['name'], m['fast_path']) for m in res['models']]
+    # The PyTorch options apply to the PyTorch rows only.
+    assert rows == [('tiny', True), ('tiny:straightforward', False),
+                    ('tiny:onnxruntime', True)]
+    assert res['settings']['backends'] == ['pytorch', 'onnxruntime']
+    note = bm.format_table(res).splitlines()[-1]
+    assert 'channels_last True' in note
+    assert 'rows NAME:onnxruntime: ONNX Runtime' in note
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(modes=['infer', 'train']), 'inference only; add --mode infer'),
+    (dict(device='cuda'), 'runs on the CPU'),
+    (dict(amp=True, channels_last=True),
+     '--amp, --channels-last only apply to PyTorch rows'),
+    (dict(compile=True), '--compile only apply'),
+    (dict(backend=['pytorch', 'onnxruntime'], profile=2),
+     '--profile only work on PyTorch steps'),
+    (dict(backend='tensorrt'), 'distinct names from pytorch, onnxruntime'),
+    (dict(backend=['onnxruntime', 'onnxruntime']), 'distinct names'),
+])
+def test_benchmark_backend_errors(kwargs, message):
+    kwargs = dict(dict(modes=['infer'], backend='onnxruntime'), **kwargs)
+    with pytest.raises(bm.BenchmarkError, match=message):
+        bm.run_benchmark([('m', str(TINY_CLS))], reps=1, **kwargs)
+
+
+def test_benchmark_cli_backend_defaults_to_inference(capsys):
+    tool = load_tool('tools/analysis/benchmark.py')
+    args = tool.parse_args(['--models', 'resnext50', '--backend',
+                            'onnxruntime'])
+    assert args.backend == ['onnxruntime'] and args.mode is None
+    assert tool.main(['--models', 'resnext50', '--backend', 'onnxruntime',
+                      '--mode', 'train']) == 2
+    assert 'add --mode infer' in capsys.readouterr().err
+
+
+def test_onnxruntime_model_accepts_tensors_and_arrays(tmp_path):
+    model = tiny_classifier(TINY_RESNEXT)
+    path = str(tmp_path / 'm.onnx')
+    dep.export_onnx(model, path, (1, 3, 32, 32))
+    runtime = dep.OnnxRuntimeModel(path, threads=1, spinning=False)
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    a = runtime(x)
+    b = runtime(x.numpy())
+    assert a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)

@@ -1,0 +1,190 @@
+# Copyright (c) mmelastic contributors. All rights reserved.
+"""Export a classifier or segmentor config (and checkpoint) to ONNX.
+
+Examples:
+    python tools/deployment/pytorch2onnx.py \
+        configs/imagenet/resnext50_elastic.py --checkpoint r50e.pth \
+        --output-file work_dirs/resnext50_elastic.onnx --verify
+    python tools/deployment/pytorch2onnx.py \
+        configs/voc/deeplabv3_resnext50_elastic.py --checkpoint voc.pth \
+        --shape 512 512 --verify
+    python tools/deployment/pytorch2onnx.py configs/coco/resnext50_elastic.py \
+        --checkpoint coco.pth --output logits --static-batch
+
+The graph takes the normalized image batch (the config's data
+preprocessor's mean/std and channel order, printed at the end) as
+``input``, with a free batch size unless --static-batch, and returns
+``scores`` (softmax, or sigmoid for multi-label heads; ``--output logits``
+for the raw logits) or, for segmentors, ``seg_logits`` at the input size.
+``--verify`` runs it in ONNX Runtime and compares with PyTorch on random
+batches of 1 and 2 images (1 with --static-batch). Needs the deploy extra:
+``pip install -r requirements/deploy.txt``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import time
+
+import torch
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='\n'.join(__doc__.split('\n')[1:]))
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        '--checkpoint', help='checkpoint to load (default: none; the '
+        "graph then has the config's initial weights)")
+    parser.add_argument(
+        '--output-file', help='default: work_dirs/CONFIG_STEM.onnx')
+    parser.add_argument(
+        '--shape', type=int, nargs='+', metavar='SIZE',
+        help="input size: one value (square) or H W; default: the config's "
+        'crop_size (or data preprocessor size) for segmentors, 224 for '
+        'classifiers')
+    parser.add_argument(
+        '--output', choices=('scores', 'logits'), default='scores',
+        help='what a classifier graph returns (default: scores)')
+    parser.add_argument(
+        '--static-batch', action='store_true',
+        help='fix the batch size to --batch (default: free)')
+    parser.add_argument(
+        '--batch', type=int, default=1,
+        help='batch size of the example input (default: 1)')
+    parser.add_argument(
+        '--opset-version', type=int, default=None,
+        help='ONNX opset (default: 18)')
+    parser.add_argument(
+        '--verify', action='store_true',
+        help='compare ONNX Runtime with PyTorch on random batches')
+    parser.add_argument(
+        '--atol', type=float, default=1e-4,
+        help='--verify: largest allowed absolute difference (1e-4)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value')
+    args = parser.parse_args(argv)
+    if args.shape is not None and len(args.shape) not in (1, 2):
+        parser.error('--shape takes one or two integers')
+    if args.shape is not None and min(args.shape) < 1:
+        parser.error('--shape sizes must be at least 1')
+    if args.batch < 1:
+        parser.error('--batch must be at least 1')
+    if args.atol < 0:
+        parser.error('--atol must be 0 or more')
+    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
+        parser.error(f'--checkpoint {args.checkpoint!r} is not a file')
+    return args
+
+
+def input_size(args, cfg, segmentor):
+    """(H, W) from --shape, else a segmentor config's ``crop_size`` (or its
+    data preprocessor's pad ``size``), else 224."""
+    if args.shape:
+        return tuple(args.shape * 2 if len(args.shape) == 1 else args.shape)
+    crop = None
+    if segmentor:
+        pre = cfg.model.get('data_preprocessor') or {}
+        crop = cfg.get('crop_size') or pre.get('size')
+    if crop:
+        crop = [crop] * 2 if isinstance(crop, int) else list(crop)
+        return tuple(int(s) for s in crop)
+    return (224, 224)
+
+
+def describe_preprocessing(cfg):
+    """The normalization the graph expects, from the data preprocessor."""
+    pre = cfg.model.get('data_preprocessor') or cfg.get(
+        'data_preprocessor') or {}
+    mean, std = pre.get('mean'), pre.get('std')
+    rgb = pre.get('to_rgb', pre.get('bgr_to_rgb', False))
+    order = 'RGB (from BGR images)' if rgb else 'as loaded'
+    if mean is None:
+        return f'input: channels {order}, not normalized'
+    return f'input: (x - mean) / std with mean={list(mean)}, ' \
+        f'std={list(std)}, channels {order}'
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmengine.config import Config
+    from mmengine.runner import load_checkpoint
+
+    from mmelastic.analysis.benchmark import build_model
+    from mmelastic.deployment.onnx import (OPSET_VERSION, DeploymentError,
+                                           export_onnx, is_segmentor,
+                                           require, verify_onnx)
+
+    def log(line):
+        print(line, flush=True)
+
+    try:
+        # Before the model is built: a missing package is the first error.
+        require('onnx', 'onnxscript', *(('onnxruntime', )
+                                        if args.verify else ()))
+    except DeploymentError as err:
+        sys.exit(f'error: {err}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    output_file = args.output_file or osp.join(
+        'work_dirs',
+        osp.splitext(osp.basename(args.config))[0] + '.onnx')
+
+    start = time.perf_counter()
+    model = build_model(cfg).eval()
+    log(f'built {type(model).__name__} from {args.config} in '
+        f'{time.perf_counter() - start:.1f}s')
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint, map_location='cpu',
+                        strict=True)
+        log(f'loaded {args.checkpoint}')
+    else:
+        log('no --checkpoint: exporting the initial (untrained) weights')
+    segmentor = is_segmentor(model)
+    height, width = input_size(args, cfg, segmentor)
+    shape = (args.batch, 3, height, width)
+
+    start = time.perf_counter()
+    log(f'exporting with input {shape}'
+        f'{"" if args.static_batch else " (batch size free)"} ...')
+    try:
+        output_name = export_onnx(
+            model, output_file, shape, output=args.output,
+            dynamic_batch=not args.static_batch,
+            opset_version=args.opset_version or OPSET_VERSION)
+    except DeploymentError as err:
+        sys.exit(f'error: {err}')
+    size_mb = os.path.getsize(output_file) / 2**20
+    log(f'wrote {output_file} ({size_mb:.1f} MB) in '
+        f'{time.perf_counter() - start:.1f}s')
+
+    if args.verify:
+        batches = [args.batch] if args.static_batch else [1, 2]
+        gen = torch.Generator().manual_seed(0)
+        inputs = [
+            torch.randn(b, 3, height, width, generator=gen) for b in batches
+        ]
+        try:
+            res = verify_onnx(model, output_file, inputs, output=args.output,
+                              atol=args.atol)
+        except DeploymentError as err:
+            sys.exit(f'error: {err}')
+        log(f'verified in ONNX Runtime: batches {batches}, max |ONNX - '
+            f'PyTorch| = {res["max_abs_diff"]:.3g} (atol {args.atol:g})')
+
+    batch = 'N' if not args.static_batch else str(args.batch)
+    out_shape = f'({batch}, classes, {height}, {width})' if segmentor else \
+        f'({batch}, classes)'
+    log(f'graph: input ({batch}, 3, {height}, {width}) float32 -> '
+        f'{output_name} {out_shape}')
+    log(describe_preprocessing(cfg))
+    return output_file
+
+
+if __name__ == '__main__':
+    main()
