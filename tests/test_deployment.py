@@ -184,6 +184,32 @@ def test_fast_path_is_off_while_exporting(tmp_path):
     assert not ops & {'Slice', 'Concat'}
 
 
+@pytest.mark.parametrize('grad', [False, True], ids=['no_grad', 'grad'])
+def test_torchscript_exporter_gets_the_straightforward_path(grad, tmp_path):
+    # torch.onnx.export(dynamo=False), as mmdeploy calls it: with the fast
+    # path traced, gradients on, the export failed (its autograd functions)
+    # and without them the graph held its resampling convolutions.
+    from mmelastic.analysis.complexity import TensorForward
+    model = tiny_classifier(TINY_RESNEXT)
+    seen = []
+    handle = model.backbone.layer1[0].register_forward_pre_hook(
+        lambda *args: seen.append(fast_path_enabled()))
+    path = str(tmp_path / 'ts.onnx')
+    x = torch.randn(2, 3, 33, 47)
+    with torch.set_grad_enabled(grad):
+        torch.onnx.export(TensorForward(model).eval(), (x, ), path,
+                          dynamo=False, opset_version=17)
+    handle.remove()
+    assert seen and not any(seen)
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert {'AveragePool', 'Resize'} <= ops
+    assert 'ConvTranspose' not in ops
+    with torch.no_grad():
+        expected = model(x, mode='tensor')
+    torch.testing.assert_close(run_onnx(path, x), expected, rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_export_errors_and_no_partial_file(tmp_path, monkeypatch):
     model = tiny_classifier(TINY_RESNEXT)
     path = str(tmp_path / 'out' / 'm.onnx')

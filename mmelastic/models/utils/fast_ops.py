@@ -83,13 +83,18 @@ def fast_path_enabled():
     Inductor to fuse (:func:`avg_pool_2x`), and :func:`fused_branches` uses
     plain autograd.
 
-    It is off while ``torch.export`` (and so ``torch.onnx.export``) traces:
-    an exported graph runs in another runtime, which fuses standard pooling
-    and ``Resize`` ops its own way, and the fast path's rewrites would
-    reach it as slower ops (ResNeXt50+Elastic in ONNX Runtime,
-    docs/performance.md).
+    It is off while a model is exported, by ``torch.export`` (and so
+    ``torch.onnx.export``) or by ``torch.onnx.export``'s TorchScript
+    exporter (``dynamo=False``, which mmdeploy uses): an exported graph
+    runs in another runtime, which fuses standard pooling and ``Resize``
+    ops its own way, and the fast path's rewrites would reach it as slower
+    ops (ResNeXt50+Elastic in ONNX Runtime, docs/performance.md), or, with
+    gradients on, not export at all (its custom autograd functions).
     """
-    if torch.compiler.is_exporting():
+    if torch.compiler.is_exporting() or (
+            # The TorchScript exporter traces; is_in_onnx_export() alone
+            # costs ~0.9 us (two imports) on every call.
+            torch.jit.is_tracing() and torch.onnx.is_in_onnx_export()):
         return False
     if torch.compiler.is_compiling():
         return _state['enabled'] and torch.is_grad_enabled()
