@@ -67,14 +67,15 @@ def tiny_classifier(backbone, head='LinearClsHead', num_classes=5):
     return randomize_norms(model)
 
 
-TINY_RESNEXT = dict(
-    type='ElasticResNeXt',
-    arch='resnext50_elastic',
-    stage_blocks=(1, 2, 1, 1),
-    base_channels=8,
-    stem_channels=8,
-    groups=4,
-    width_per_group=2)
+def tiny_cls_backbone(**overrides):
+    """The backbone of tests/data/configs/tiny_cls.py, with overrides."""
+    from mmengine.config import Config
+    backbone = Config.fromfile(str(TINY_CLS)).model.backbone.to_dict()
+    return dict(backbone, **overrides)
+
+
+# Two blocks in stage 2: one non-elastic (stride 2), one elastic.
+TINY_RESNEXT = tiny_cls_backbone(stage_blocks=(1, 2, 1, 1))
 TINY_DLA = dict(
     type='ElasticDLA',
     arch='dla60x_elastic',
