@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import os
 import os.path as osp
+import re
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +288,7 @@ def test_tool_exports_a_checkpoint(tmp_path, capsys):
     ]) == out
     log = capsys.readouterr().out
     assert f'loaded {ckpt}' in log
+    assert re.search(r'wrote .*tiny\.onnx \([0-9.]+ MB, opset 2\d\)', log)
     assert 'verified in ONNX Runtime: batches [1, 2]' in log
     assert 'graph: input (N, 3, 32, 32) float32 -> scores (N, classes)' \
         in log
@@ -302,8 +304,11 @@ def test_tool_exports_a_checkpoint(tmp_path, capsys):
 def test_tool_segmentor_defaults_to_crop_size(tmp_path, capsys):
     out = str(tmp_path / 'seg.onnx')
     load_tool().main([str(TINY_SEG), '--output-file', out,
-                      '--static-batch', '--batch', '2'])
+                      '--static-batch', '--batch', '2', '--opset-version',
+                      '17', '--verify'])
     log = capsys.readouterr().out
+    assert 'opset 17)' in log
+    assert 'verified in ONNX Runtime: batches [2]' in log
     assert 'no --checkpoint' in log
     assert 'graph: input (2, 3, 32, 32) float32 -> seg_logits ' \
         '(2, classes, 32, 32)' in log
@@ -315,6 +320,7 @@ def test_tool_segmentor_defaults_to_crop_size(tmp_path, capsys):
     (['--shape', '1', '2', '3'], '--shape takes one or two'),
     (['--checkpoint', 'missing.pth'], "'missing.pth' is not a file"),
     (['--batch', '0'], '--batch must be at least 1'),
+    (['--opset-version', '0'], '--opset-version must be a positive'),
 ])
 def test_tool_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

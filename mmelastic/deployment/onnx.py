@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 OUTPUTS = ('scores', 'logits')
-#: Default opset: what torch 2.14's exporter writes natively.
-OPSET_VERSION = 18
+#: Default opset: None, torch's exporter's own (20 with torch 2.14.1).
+OPSET_VERSION = None
 
 
 class DeploymentError(RuntimeError):
@@ -152,7 +152,8 @@ def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
         output (str | None): ``'scores'`` or ``'logits'`` (classifiers), or
             None (:class:`ExportWrapper`).
         dynamic_batch (bool): Leave the batch size free. Default: True.
-        opset_version (int): ONNX opset. Default: :data:`OPSET_VERSION`.
+        opset_version (int, optional): ONNX opset. Default:
+            :data:`OPSET_VERSION`.
 
     Returns:
         str: The output name of the graph.

@@ -57,7 +57,8 @@ def parse_args(argv=None):
         help='batch size of the example input (default: 1)')
     parser.add_argument(
         '--opset-version', type=int, default=None,
-        help='ONNX opset (default: 18)')
+        help="ONNX opset (default: torch's exporter's, 20 with torch "
+        '2.14.1)')
     parser.add_argument(
         '--verify', action='store_true',
         help='compare ONNX Runtime with PyTorch on random batches')
@@ -74,6 +75,8 @@ def parse_args(argv=None):
         parser.error('--shape sizes must be at least 1')
     if args.batch < 1:
         parser.error('--batch must be at least 1')
+    if args.opset_version is not None and args.opset_version < 1:
+        parser.error('--opset-version must be a positive opset number')
     if args.atol < 0:
         parser.error('--atol must be 0 or more')
     if args.checkpoint is not None and not osp.isfile(args.checkpoint):
@@ -94,6 +97,14 @@ def input_size(args, cfg, segmentor):
         crop = [crop] * 2 if isinstance(crop, int) else list(crop)
         return tuple(int(s) for s in crop)
     return (224, 224)
+
+
+def onnx_opset(path):
+    """The default-domain opset version of an ONNX file."""
+    import onnx
+    model = onnx.load(path, load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in
+                 ('', 'ai.onnx')), None)
 
 
 def describe_preprocessing(cfg):
@@ -159,8 +170,9 @@ def main(argv=None):
             opset_version=args.opset_version or OPSET_VERSION)
     except DeploymentError as err:
         sys.exit(f'error: {err}')
+    opset = onnx_opset(output_file)
     size_mb = os.path.getsize(output_file) / 2**20
-    log(f'wrote {output_file} ({size_mb:.1f} MB) in '
+    log(f'wrote {output_file} ({size_mb:.1f} MB, opset {opset}) in '
         f'{time.perf_counter() - start:.1f}s')
 
     if args.verify:
