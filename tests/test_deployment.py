@@ -352,6 +352,8 @@ def test_benchmark_onnxruntime_backend(tmp_path):
     assert 'memory: not probed with --backend onnxruntime' in lines
     table = bm.format_table(res)
     assert 'ONNX Runtime' in table and 'amp' not in table
+    plot = bm.plot_result(res, str(tmp_path / 'ort.png'))
+    assert osp.getsize(plot) > 1000
 
 
 def test_benchmark_pytorch_and_onnxruntime_rows(tmp_path):

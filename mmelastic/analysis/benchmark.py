@@ -19,6 +19,7 @@ import os.path as osp
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from glob import glob
 
@@ -990,8 +991,11 @@ def plot_result(result, path):
         ax.invert_yaxis()
         ax.grid(axis='x', alpha=0.3)
     s = result['settings']
+    # Wrapped: a long settings line would be cut at the figure's edges.
     fig.suptitle(
-        describe_run(s) + f"; median of {s['reps']} interleaved rounds",
+        textwrap.fill(
+            describe_run(s) + f"; median of {s['reps']} interleaved rounds",
+            width=int(fig.get_figwidth() * 14)),
         fontsize=9)
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
