@@ -157,6 +157,31 @@ def test_segmentor_graph_equals_mmseg_inference(tmp_path):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize('family', sorted(BACKBONES) + ['segmentor'])
+def test_free_height_and_width(family, tmp_path):
+    model = tiny_segmentor() if family == 'segmentor' else \
+        tiny_classifier(BACKBONES[family])
+    path = str(tmp_path / 'free.onnx')
+    dep.export_onnx(model, path, (1, 3, 64, 96), size_multiple=32)
+    wrapper = dep.ExportWrapper(model)
+    # Even and odd multiples of 32 (odd maps after stride 32).
+    for shape in ((2, 3, 32, 32), (1, 3, 160, 224), (1, 3, 96, 64)):
+        x = torch.randn(shape)
+        with torch.no_grad():
+            expected = wrapper(x)
+        got = run_onnx(path, x)
+        if family == 'segmentor':
+            assert got.shape == (shape[0], 2) + shape[2:]
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_free_size_needs_multiples(tmp_path):
+    model = tiny_classifier(TINY_RESNEXT)
+    with pytest.raises(dep.DeploymentError, match='multiples of it'):
+        dep.export_onnx(model, str(tmp_path / 'm.onnx'), (1, 3, 48, 64),
+                        size_multiple=32)
+
+
 def test_static_batch(tmp_path):
     model = tiny_classifier(TINY_RESNEXT)
     path = str(tmp_path / 'static.onnx')
@@ -289,7 +314,8 @@ def test_tool_exports_a_checkpoint(tmp_path, capsys):
     log = capsys.readouterr().out
     assert f'loaded {ckpt}' in log
     assert re.search(r'wrote .*tiny\.onnx \([0-9.]+ MB, opset 2\d\)', log)
-    assert 'verified in ONNX Runtime: batches [1, 2]' in log
+    assert 'verified in ONNX Runtime on inputs (1, 3, 32, 32), ' \
+        '(2, 3, 32, 32): max' in log
     assert 'graph: input (N, 3, 32, 32) float32 -> scores (N, classes)' \
         in log
     assert 'mean=[127.5, 127.5, 127.5]' in log
@@ -308,7 +334,7 @@ def test_tool_segmentor_defaults_to_crop_size(tmp_path, capsys):
                       '17', '--verify'])
     log = capsys.readouterr().out
     assert 'opset 17)' in log
-    assert 'verified in ONNX Runtime: batches [2]' in log
+    assert 'verified in ONNX Runtime on inputs (2, 3, 32, 32): max' in log
     assert 'no --checkpoint' in log
     assert 'graph: input (2, 3, 32, 32) float32 -> seg_logits ' \
         '(2, classes, 32, 32)' in log
@@ -316,11 +342,29 @@ def test_tool_segmentor_defaults_to_crop_size(tmp_path, capsys):
     assert osp.isfile(out)
 
 
+def test_tool_dynamic_size(tmp_path, capsys):
+    out = str(tmp_path / 'seg.onnx')
+    load_tool().main([str(TINY_SEG), '--output-file', out, '--dynamic-size',
+                      '--verify'])
+    log = capsys.readouterr().out
+    assert '(batch size, height and width in multiples of 32 free)' in log
+    assert 'verified in ONNX Runtime on inputs (1, 3, 32, 32), ' \
+        '(2, 3, 64, 96): max' in log
+    assert 'graph: input (N, 3, H, W) float32 -> seg_logits ' \
+        '(N, classes, H, W) (H, W: multiples of 32)' in log
+    with pytest.raises(SystemExit) as exc:
+        load_tool().main([str(TINY_SEG), '--output-file', out,
+                          '--dynamic-size', '--shape', '40'])
+    assert 'multiples of 32, not 40x40; pass --shape (e.g. --shape 32)' \
+        in str(exc.value.code)
+
+
 @pytest.mark.parametrize('argv, message', [
     (['--shape', '1', '2', '3'], '--shape takes one or two'),
     (['--checkpoint', 'missing.pth'], "'missing.pth' is not a file"),
     (['--batch', '0'], '--batch must be at least 1'),
     (['--opset-version', '0'], '--opset-version must be a positive'),
+    (['--dynamic-size', '0'], '--dynamic-size takes a positive multiple'),
 ])
 def test_tool_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

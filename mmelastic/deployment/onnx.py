@@ -140,7 +140,8 @@ def _check_shape(shape):
 
 
 def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
-                dynamic_batch=True, opset_version=OPSET_VERSION):
+                dynamic_batch=True, size_multiple=None,
+                opset_version=OPSET_VERSION):
     """Export an eval-mode classifier or segmentor to an ONNX file.
 
     Args:
@@ -148,10 +149,17 @@ def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
             (put in eval mode here).
         path (str): The ``.onnx`` file to write (its folder is created).
         shape (tuple): Example input ``(N, 3, H, W)``; ``H`` and ``W`` are
-            fixed in the graph.
+            fixed in the graph unless ``size_multiple`` is given.
         output (str | None): ``'scores'`` or ``'logits'`` (classifiers), or
             None (:class:`ExportWrapper`).
         dynamic_batch (bool): Leave the batch size free. Default: True.
+        size_multiple (int, optional): Leave the height and width free, as
+            any multiples of this number (``H`` and ``W`` of ``shape`` must
+            be multiples of it too). 32 suits every model here: the Elastic
+            blocks then see even sizes (no padding before pooling, which
+            would depend on the size) and every stride divides exactly.
+            Other sizes are not supported (some fail in the runtime).
+            Default: None (fixed size).
         opset_version (int, optional): ONNX opset. Default:
             :data:`OPSET_VERSION`.
 
@@ -164,13 +172,30 @@ def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
     """
     require('onnx', 'onnxscript')
     shape = _check_shape(shape)
+    if size_multiple is not None and (
+            size_multiple < 1 or shape[2] % size_multiple
+            or shape[3] % size_multiple):
+        raise DeploymentError(
+            f'with size_multiple={size_multiple} the example height and '
+            f'width must be positive multiples of it, not {shape[2:]}')
+    if size_multiple:
+        # torch.export would fix a size of one multiple (k = 1) as a
+        # constant; the example's values do not matter, only its shape.
+        shape = shape[:2] + tuple(
+            max(size, 2 * size_multiple) for size in shape[2:])
     wrapper = ExportWrapper(model.eval(), output).eval()
     param = next(model.parameters(), None)
     device = param.device if param is not None else 'cpu'
     example = torch.randn(shape, device=device)
-    dynamic_shapes = None
+    dims = {}
     if dynamic_batch:
-        dynamic_shapes = {'inputs': {0: torch.export.Dim('batch')}}
+        dims[0] = torch.export.Dim('batch')
+    if size_multiple:
+        # The sizes are size_multiple * k: torch.export can then prove the
+        # strides and 2x pools exact instead of guarding on parities.
+        dims[2] = size_multiple * torch.export.Dim('height_blocks')
+        dims[3] = size_multiple * torch.export.Dim('width_blocks')
+    dynamic_shapes = {'inputs': dims} if dims else None
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     tmp = path + '.part'
     try:
@@ -187,8 +212,11 @@ def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
                 verbose=False)
         os.replace(tmp, path)
     except Exception as err:
+        hint = '' if not size_multiple else (
+            f' (with free sizes in multiples of {size_multiple}; a larger '
+            'multiple, or a fixed size, may export)')
         raise DeploymentError(f'exporting {type(model).__name__} to ONNX '
-                              f'failed: {err}') from err
+                              f'failed{hint}: {err}') from err
     finally:
         if osp.exists(tmp):
             os.remove(tmp)

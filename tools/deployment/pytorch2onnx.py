@@ -10,14 +10,19 @@ Examples:
         --shape 512 512 --verify
     python tools/deployment/pytorch2onnx.py configs/coco/resnext50_elastic.py \
         --checkpoint coco.pth --output logits --static-batch
+    python tools/deployment/pytorch2onnx.py \
+        configs/voc/deeplabv3_resnext50_elastic.py --checkpoint voc.pth \
+        --shape 512 --dynamic-size --verify
 
 The graph takes the normalized image batch (the config's data
 preprocessor's mean/std and channel order, printed at the end) as
-``input``, with a free batch size unless --static-batch, and returns
+``input``, with a free batch size unless --static-batch, a fixed height
+and width unless --dynamic-size (then any multiples of 32), and returns
 ``scores`` (softmax, or sigmoid for multi-label heads; ``--output logits``
 for the raw logits) or, for segmentors, ``seg_logits`` at the input size.
 ``--verify`` runs it in ONNX Runtime and compares with PyTorch on random
-batches of 1 and 2 images (1 with --static-batch). Needs the deploy extra:
+batches of 1 and 2 images (the --batch size with --static-batch; with
+--dynamic-size also at a second size). Needs the deploy extra:
 ``pip install -r requirements/deploy.txt``.
 """
 import argparse
@@ -53,6 +58,11 @@ def parse_args(argv=None):
         '--static-batch', action='store_true',
         help='fix the batch size to --batch (default: free)')
     parser.add_argument(
+        '--dynamic-size', nargs='?', type=int, const=32, default=None,
+        metavar='MULTIPLE',
+        help='leave height and width free, as multiples of MULTIPLE '
+        '(default 32; --shape must be multiples of it)')
+    parser.add_argument(
         '--batch', type=int, default=1,
         help='batch size of the example input (default: 1)')
     parser.add_argument(
@@ -75,6 +85,8 @@ def parse_args(argv=None):
         parser.error('--shape sizes must be at least 1')
     if args.batch < 1:
         parser.error('--batch must be at least 1')
+    if args.dynamic_size is not None and args.dynamic_size < 1:
+        parser.error('--dynamic-size takes a positive multiple')
     if args.opset_version is not None and args.opset_version < 1:
         parser.error('--opset-version must be a positive opset number')
     if args.atol < 0:
@@ -159,14 +171,23 @@ def main(argv=None):
     segmentor = is_segmentor(model)
     height, width = input_size(args, cfg, segmentor)
     shape = (args.batch, 3, height, width)
+    step = args.dynamic_size
+    if step and (height % step or width % step):
+        sys.exit(f'error: --dynamic-size {step} needs an example size in '
+                 f'multiples of {step}, not {height}x{width}; pass --shape '
+                 f'(e.g. --shape {max(height // step, 1) * step})')
 
     start = time.perf_counter()
+    free = [] if args.static_batch else ['batch size']
+    if args.dynamic_size:
+        free.append(f'height and width in multiples of {args.dynamic_size}')
     log(f'exporting with input {shape}'
-        f'{"" if args.static_batch else " (batch size free)"} ...')
+        + (f' ({", ".join(free)} free)' if free else '') + ' ...')
     try:
         output_name = export_onnx(
             model, output_file, shape, output=args.output,
             dynamic_batch=not args.static_batch,
+            size_multiple=args.dynamic_size,
             opset_version=args.opset_version or OPSET_VERSION)
     except DeploymentError as err:
         sys.exit(f'error: {err}')
@@ -177,23 +198,31 @@ def main(argv=None):
 
     if args.verify:
         batches = [args.batch] if args.static_batch else [1, 2]
+        if args.dynamic_size:
+            step = args.dynamic_size
+            shapes = [(batches[0], height, width),
+                      (batches[-1], height + step, width + 2 * step)]
+        else:
+            shapes = [(b, height, width) for b in batches]
         gen = torch.Generator().manual_seed(0)
-        inputs = [
-            torch.randn(b, 3, height, width, generator=gen) for b in batches
-        ]
+        inputs = [torch.randn(b, 3, h, w, generator=gen)
+                  for b, h, w in shapes]
         try:
             res = verify_onnx(model, output_file, inputs, output=args.output,
                               atol=args.atol)
         except DeploymentError as err:
             sys.exit(f'error: {err}')
-        log(f'verified in ONNX Runtime: batches {batches}, max |ONNX - '
+        shapes = ', '.join(str(tuple(x.shape)) for x in inputs)
+        log(f'verified in ONNX Runtime on inputs {shapes}: max |ONNX - '
             f'PyTorch| = {res["max_abs_diff"]:.3g} (atol {args.atol:g})')
 
     batch = 'N' if not args.static_batch else str(args.batch)
-    out_shape = f'({batch}, classes, {height}, {width})' if segmentor else \
+    hw = ('H, W', f' (H, W: multiples of {args.dynamic_size})') \
+        if args.dynamic_size else (f'{height}, {width}', '')
+    out_shape = f'({batch}, classes, {hw[0]})' if segmentor else \
         f'({batch}, classes)'
-    log(f'graph: input ({batch}, 3, {height}, {width}) float32 -> '
-        f'{output_name} {out_shape}')
+    log(f'graph: input ({batch}, 3, {hw[0]}) float32 -> '
+        f'{output_name} {out_shape}{hw[1]}')
     log(describe_preprocessing(cfg))
     return output_file
 
