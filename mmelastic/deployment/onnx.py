@@ -16,8 +16,9 @@ What the graph takes and returns:
 
 * input ``input``: a float32 ``(N, 3, H, W)`` batch, normalized as the
   config's ``data_preprocessor`` does (mean/std, BGR to RGB); ``N`` is
-  dynamic unless ``dynamic_batch=False``, ``H`` and ``W`` are fixed (the
-  Elastic blocks pad odd sizes, which depends on the size).
+  dynamic unless ``dynamic_batch=False``; ``H`` and ``W`` are fixed (the
+  Elastic blocks pad odd sizes, which depends on the size), or free in
+  multiples of ``size_multiple`` (32: every block then sees even sizes).
 * classifiers, output ``scores`` (softmax for single-label heads, sigmoid
   for multi-label ones, as the head's ``predict`` scores) or ``logits``;
 * segmentors, output ``seg_logits``: ``(N, classes, H, W)``, resized to the
@@ -272,6 +273,7 @@ def verify_onnx(model, path, inputs, output='scores', atol=1e-4,
         inputs (Tensor | list[Tensor]): Input batches.
         output (str): What was exported (``'scores'`` or ``'logits'``).
         atol (float): Largest allowed absolute difference.
+        threads (int, optional): ONNX Runtime's intra-op threads.
 
     Returns:
         dict: ``max_abs_diff`` (over all batches), ``shapes`` (output shape
