@@ -513,7 +513,7 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         reps (int): Timed interleaved rounds per mode (one step of every
             model per round).
         memory (bool): Also run one memory probe subprocess per model
-            (PyTorch backend only).
+            (not when ``backend`` includes ONNX Runtime).
         straightforward (bool): Also time every model with mmelastic's fast
             path off (:func:`mmelastic.models.utils.fast_path`), as a row
             ``NAME:straightforward`` right after it, in the same rounds.

@@ -179,15 +179,6 @@ def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
         raise DeploymentError(
             f'with size_multiple={size_multiple} the example height and '
             f'width must be positive multiples of it, not {shape[2:]}')
-    if size_multiple:
-        # torch.export would fix a size of one multiple (k = 1) as a
-        # constant; the example's values do not matter, only its shape.
-        shape = shape[:2] + tuple(
-            max(size, 2 * size_multiple) for size in shape[2:])
-    wrapper = ExportWrapper(model.eval(), output).eval()
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else 'cpu'
-    example = torch.randn(shape, device=device)
     dims = {}
     if dynamic_batch:
         dims[0] = torch.export.Dim('batch')
@@ -196,7 +187,15 @@ def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
         # strides and 2x pools exact instead of guarding on parities.
         dims[2] = size_multiple * torch.export.Dim('height_blocks')
         dims[3] = size_multiple * torch.export.Dim('width_blocks')
+        # torch.export would fix a size of one multiple (k = 1) as a
+        # constant; the example's values do not matter, only its shape.
+        shape = shape[:2] + tuple(
+            max(size, 2 * size_multiple) for size in shape[2:])
     dynamic_shapes = {'inputs': dims} if dims else None
+    wrapper = ExportWrapper(model.eval(), output).eval()
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else 'cpu'
+    example = torch.randn(shape, device=device)
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     tmp = path + '.part'
     try:
