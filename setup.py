@@ -7,7 +7,8 @@ dependencies are read from ``requirements/*.txt``:
 * ``runtime.txt``: install_requires (classification with mmpretrain);
 * ``seg.txt``: the ``seg`` extra (mmsegmentation, ftfy, regex), so that
   classification users need neither mmseg nor the full mmcv build;
-* ``deploy.txt``: the ``deploy`` extra (ONNX export, ONNX Runtime);
+* ``deploy.txt``: the ``deploy`` extra (ONNX export, ONNX Runtime,
+  OpenVINO);
 * ``tests.txt``: the ``tests`` extra;
 * ``mminstall.txt``: the ``mim`` extra (mmcv; see tools/install_mmcv.py).
 """

@@ -1,8 +1,9 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
 """ONNX export (mmelastic.deployment.onnx, tools/deployment/pytorch2onnx.py)
-and the ONNX Runtime backend of the benchmark: exported graphs equal
-PyTorch's outputs for every architecture family and task, the fast path is
-off while exporting, and bad requests fail with one clear error."""
+and the ONNX Runtime and OpenVINO backends of the benchmark: exported graphs
+equal PyTorch's outputs in both runtimes for every architecture family and
+task, the fast path is off while exporting, the runtimes' profiles add up,
+and bad requests fail with one clear error."""
 import importlib
 import importlib.util
 import os
@@ -99,12 +100,13 @@ def tiny_segmentor():
     return randomize_norms(model)
 
 
-def run_onnx(path, x):
-    return torch.from_numpy(dep.OnnxRuntimeModel(path, threads=1)(x))
+def run_onnx(path, x, runtime='onnxruntime'):
+    return torch.from_numpy(dep.load_runtime(path, runtime, threads=1)(x))
 
 
+@pytest.mark.parametrize('runtime', dep.RUNTIMES)
 @pytest.mark.parametrize('family', sorted(BACKBONES))
-def test_classifier_graph_equals_pytorch(family, tmp_path):
+def test_classifier_graph_equals_pytorch(family, runtime, tmp_path):
     model = tiny_classifier(BACKBONES[family])
     path = str(tmp_path / f'{family}.onnx')
     # Odd sizes: the Elastic blocks pad before pooling and crop after the
@@ -115,7 +117,7 @@ def test_classifier_graph_equals_pytorch(family, tmp_path):
         x = torch.randn(batch, 3, 33, 47, generator=gen)
         with torch.no_grad():
             logits = model(x, mode='tensor')
-        got = run_onnx(path, x)
+        got = run_onnx(path, x, runtime)
         assert got.shape == (batch, 5)
         torch.testing.assert_close(
             got, logits.softmax(1), rtol=0, atol=1e-5)
@@ -142,12 +144,13 @@ def test_multi_label_scores_and_logits(tmp_path):
     assert [o.name for o in onnx.load(raw).graph.output] == ['logits']
 
 
-def test_segmentor_graph_equals_mmseg_inference(tmp_path):
+@pytest.mark.parametrize('runtime', dep.RUNTIMES)
+def test_segmentor_graph_equals_mmseg_inference(runtime, tmp_path):
     model = tiny_segmentor()
     path = str(tmp_path / 'seg.onnx')
     assert dep.export_onnx(model, path, (1, 3, 40, 36)) == 'seg_logits'
     x = torch.randn(2, 3, 40, 36)
-    got = run_onnx(path, x)
+    got = run_onnx(path, x, runtime)
     assert got.shape == (2, 2, 40, 36)
     # mmseg's whole-image inference of the same batch (no data samples:
     # the image is its own original shape).
@@ -157,19 +160,21 @@ def test_segmentor_graph_equals_mmseg_inference(tmp_path):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize('runtime', dep.RUNTIMES)
 @pytest.mark.parametrize('family', sorted(BACKBONES) + ['segmentor'])
-def test_free_height_and_width(family, tmp_path):
+def test_free_height_and_width(family, runtime, tmp_path):
     model = tiny_segmentor() if family == 'segmentor' else \
         tiny_classifier(BACKBONES[family])
     path = str(tmp_path / 'free.onnx')
     dep.export_onnx(model, path, (1, 3, 64, 96), size_multiple=32)
     wrapper = dep.ExportWrapper(model)
+    runner = dep.load_runtime(path, runtime, threads=1)
     # Even and odd multiples of 32 (odd maps after stride 32).
     for shape in ((2, 3, 32, 32), (1, 3, 160, 224), (1, 3, 96, 64)):
         x = torch.randn(shape)
         with torch.no_grad():
             expected = wrapper(x)
-        got = run_onnx(path, x)
+        got = torch.from_numpy(runner(x))
         if family == 'segmentor':
             assert got.shape == (shape[0], 2) + shape[2:]
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
@@ -418,12 +423,17 @@ def test_benchmark_pytorch_and_onnxruntime_rows(tmp_path):
 @pytest.mark.parametrize('kwargs, message', [
     (dict(modes=['infer', 'train']), 'inference only; add --mode infer'),
     (dict(device='cuda'), 'runs on the CPU'),
-    (dict(amp=True, channels_last=True),
-     '--amp, --channels-last only apply to PyTorch rows'),
+    (dict(backend='openvino', device='cuda'), 'openvino runs on the CPU'),
+    (dict(channels_last=True, straightforward=True),
+     '--channels-last, --straightforward only apply to PyTorch rows'),
     (dict(compile=True), '--compile only apply'),
-    (dict(backend=['pytorch', 'onnxruntime'], profile=2),
-     '--profile only work on PyTorch steps'),
-    (dict(backend='tensorrt'), 'distinct names from pytorch, onnxruntime'),
+    (dict(backend=['pytorch', 'onnxruntime'], conv_time=True),
+     '--conv-time only work on PyTorch steps'),
+    (dict(amp=True), 'ONNX Runtime runs these graphs in float32 only'),
+    (dict(backend=['openvino', 'pytorch'], amp='float16'),
+     'OpenVINO rows run in float32 or, with --amp, bfloat16'),
+    (dict(backend='tensorrt'),
+     'distinct names from pytorch, onnxruntime, openvino'),
     (dict(backend=['onnxruntime', 'onnxruntime']), 'distinct names'),
 ])
 def test_benchmark_backend_errors(kwargs, message):
@@ -440,6 +450,10 @@ def test_benchmark_cli_backend_defaults_to_inference(capsys):
     assert tool.main(['--models', 'resnext50', '--backend', 'onnxruntime',
                       '--mode', 'train']) == 2
     assert 'add --mode infer' in capsys.readouterr().err
+    assert tool.main(['--models', 'resnext50', '--backend', 'pytorch',
+                      'openvino', '--mode', 'both']) == 2
+    assert '--backend openvino times inference only' in \
+        capsys.readouterr().err
 
 
 def test_onnxruntime_model_accepts_tensors_and_arrays(tmp_path):
@@ -452,3 +466,127 @@ def test_onnxruntime_model_accepts_tensors_and_arrays(tmp_path):
     b = runtime(x.numpy())
     assert a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
+
+
+# --- OpenVINO, runtime profiles ---------------------------------------------
+
+
+def test_openvino_precision_is_asked_for(tmp_path):
+    model = tiny_classifier(TINY_RESNEXT)
+    path = str(tmp_path / 'm.onnx')
+    dep.export_onnx(model, path, (2, 3, 32, 32), output='logits')
+    x = torch.randn(2, 3, 32, 32)
+    f32 = dep.load_runtime(path, 'openvino', threads=1)
+    # OpenVINO's own default is bf16 on CPUs with bfloat16 instructions;
+    # the model asks for f32 unless told otherwise.
+    assert f32.precision == 'f32'
+    bf16 = dep.load_runtime(path, 'openvino', threads=1, precision='bf16')
+    assert bf16.precision in ('bf16', 'f32')  # f32 without bf16 support
+    with torch.no_grad():
+        logits = model(x, mode='tensor')
+    torch.testing.assert_close(torch.from_numpy(f32(x)), logits, rtol=1e-5,
+                               atol=1e-5)
+    # Each run returns its own array: the next run leaves it as it was.
+    first = f32(x)
+    f32(torch.randn(2, 3, 32, 32))
+    torch.testing.assert_close(torch.from_numpy(first), logits, rtol=1e-5,
+                               atol=1e-5)
+    # bfloat16 keeps 8 bits of mantissa: close, not equal.
+    scale = logits.abs().max().item()
+    assert np.abs(bf16(x) - logits.numpy()).max() < 0.1 * scale
+    with pytest.raises(dep.DeploymentError, match="not 'fp16'"):
+        dep.load_runtime(path, 'openvino', precision='fp16')
+    with pytest.raises(dep.DeploymentError, match='f32 only'):
+        dep.load_runtime(path, 'onnxruntime', precision='bf16')
+    with pytest.raises(dep.DeploymentError, match='onnxruntime, openvino'):
+        dep.load_runtime(path, 'tensorrt')
+
+
+@pytest.mark.parametrize('runtime, resampling', [
+    ('onnxruntime', {'Resize', 'Upsample'}),
+    ('openvino', {'Interpolate'}),
+])
+def test_runtime_op_times(runtime, resampling, tmp_path):
+    model = tiny_classifier(TINY_RESNEXT)
+    path = str(tmp_path / 'm.onnx')
+    dep.export_onnx(model, path, (2, 3, 64, 64), dynamic_batch=False)
+    runner = dep.load_runtime(path, runtime, threads=1)
+    x = np.random.default_rng(0).standard_normal(
+        (2, 3, 64, 64)).astype(np.float32)
+    times = runner.op_times(x, steps=2)
+    values = list(times.values())
+    assert values == sorted(values, reverse=True) and min(values) > 0
+    # The graph's convolutions and the elastic blocks' upsampling are
+    # there, under the names the optimized graph gives them.
+    assert any('conv' in op.lower() for op in times)
+    assert set(times) & resampling, sorted(times)
+    # Per run, the ops take less than two runs of the whole graph (the
+    # untimed first run is not counted).
+    import time
+    start = time.perf_counter()
+    for _ in range(3):
+        runner(x)
+    per_run_ms = (time.perf_counter() - start) / 3 * 1000
+    assert sum(values) < 2 * per_run_ms + 5
+
+
+def test_benchmark_openvino_rows_and_profiles(tmp_path):
+    lines = []
+    res = bm.run_benchmark(
+        [('tiny', str(TINY_CLS))], batch=2, size=32, warmup=0, reps=2,
+        modes=['infer'], backend=['onnxruntime', 'openvino'], profile=1,
+        threads=1, log=lines.append)
+    assert [m['name'] for m in res['models']] == ['tiny', 'tiny:openvino']
+    s = res['settings']
+    assert s['openvino'] and s['onnxruntime']
+    assert s['openvino_precision'] == 'f32'
+    assert 'memory: not probed with --backend onnxruntime openvino' in lines
+    ort, ov = (m['infer']['profile_ms'] for m in res['models'])
+    assert 'Interpolate' in ov and not any(op.startswith('aten::')
+                                           for op in ort)
+    note = bm.format_table(res).splitlines()[-1]
+    assert note.startswith('ONNX Runtime ') and \
+        'rows NAME:openvino: OpenVINO ' in note and ' in f32' in note
+    profile = bm.format_profile(res)
+    conv = next(line for line in profile.splitlines()
+                if line.startswith('ops named *conv*')).split()[-2:]
+    assert [float(v) for v in conv] == pytest.approx(
+        [sum(t for op, t in p.items() if 'conv' in op.lower())
+         for p in (ort, ov)], abs=0.06)
+
+
+def test_benchmark_amp_makes_openvino_bfloat16():
+    res = bm.run_benchmark(
+        [('tiny', str(TINY_CLS))], batch=2, size=32, warmup=0, reps=1,
+        modes=['infer'], backend=['pytorch', 'openvino'], amp=True,
+        memory=False, threads=1)
+    s = res['settings']
+    assert s['amp'] == 'bfloat16'
+    # bf16, or f32 where the CPU has no bfloat16 instructions.
+    assert s['openvino_precision'] in ('bf16', 'f32')
+    note = bm.format_table(res).splitlines()[-1]
+    assert 'amp bfloat16' in note and \
+        f"OpenVINO {s['openvino']} in {s['openvino_precision']}" in note
+
+
+def test_missing_openvino_names_the_extra(monkeypatch):
+    real = importlib.import_module
+
+    def without_openvino(name, *args):
+        if name == 'openvino':
+            raise ImportError('No module named openvino')
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, 'import_module', without_openvino)
+    with pytest.raises(bm.BenchmarkError,
+                       match='openvino.*requirements/deploy.txt'):
+        bm.check_backends(['pytorch', 'openvino'], 'cpu', ['infer'])
+    bm.check_backends('onnxruntime', 'cpu', ['infer'])  # not needed there
+
+
+def test_tool_verifies_in_openvino(tmp_path, capsys):
+    out = str(tmp_path / 'tiny.onnx')
+    load_tool().main([str(TINY_CLS), '--output-file', out, '--shape', '32',
+                      '--verify', '--runtime', 'openvino'])
+    assert 'verified in OpenVINO on inputs (1, 3, 32, 32), ' \
+        '(2, 3, 32, 32): max' in capsys.readouterr().out

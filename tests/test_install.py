@@ -290,7 +290,8 @@ def test_pip_install_non_editable(tmp_path):
             for r in seg} == {'mmsegmentation', 'ftfy', 'regex'}
     deploy = [r for r in requires if 'extra == "deploy"' in r]
     assert {re.split(r'[<>=!; ]', r)[0].lower()
-            for r in deploy} == {'onnx', 'onnxruntime', 'onnxscript'}
+            for r in deploy} == {'onnx', 'onnxruntime', 'onnxscript',
+                                 'openvino'}
     assert 'onnx' not in names  # optional, like mmseg
     assert any(r.startswith('setuptools<82') for r in plain)
 

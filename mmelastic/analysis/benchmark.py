@@ -38,8 +38,13 @@ CONFIG_DIR = osp.join(
 
 MODES = ('infer', 'train')
 #: ``--backend`` choices: PyTorch eager (or compiled), or the model exported
-#: to ONNX and run by ONNX Runtime (inference, CPU).
-BACKENDS = ('pytorch', 'onnxruntime')
+#: to ONNX and run by ONNX Runtime or OpenVINO (inference, CPU).
+BACKENDS = ('pytorch', 'onnxruntime', 'openvino')
+#: The backends that run an exported graph (:class:`ExportedGraphRunner`).
+EXPORTED_BACKENDS = ('onnxruntime', 'openvino')
+#: Packages each exported backend needs (all in the ``deploy`` extra).
+BACKEND_PACKAGES = dict(onnxruntime=('onnx', 'onnxscript', 'onnxruntime'),
+                        openvino=('onnx', 'onnxscript', 'openvino'))
 
 
 class BenchmarkError(RuntimeError):
@@ -131,35 +136,41 @@ def autocast_dtype(amp, device):
 
 
 def check_backends(backends, device, modes, pytorch_options=None,
-                   eager_options=None):
+                   eager_options=None, amp_dtype=None):
     """Return the backends as a list, or raise a clear error for backends
-    and options that do not go together (ONNX Runtime: CPU inference).
+    and options that do not go together (ONNX Runtime and OpenVINO: CPU
+    inference).
 
     Args:
         backends (str | sequence[str]): Names from :data:`BACKENDS`.
         device (str): ``--device``.
         modes (sequence[str]): The modes asked for.
         pytorch_options (dict, optional): Options that only PyTorch rows
-            use, by name (``dict(amp=False, compile=True)``); a true one
-            needs the pytorch backend too.
+            use, by name (``dict(channels_last=False, compile=True)``); a
+            true one needs the pytorch backend too.
         eager_options (dict, optional): Options that work on PyTorch steps
-            only (profiling, convolution timing); a true one rules out
-            ONNX Runtime rows.
+            only (convolution timing); a true one rules out exported rows.
+        amp_dtype (torch.dtype, optional): ``--amp``'s dtype. PyTorch rows
+            autocast to it; OpenVINO rows take bfloat16 as their inference
+            precision; ONNX Runtime rows stay float32, so ``--amp`` needs
+            PyTorch or OpenVINO rows.
     """
     backends = [backends] if isinstance(backends, str) else list(backends)
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends or len(set(backends)) != len(backends):
         raise BenchmarkError(f'--backend takes distinct names from '
                              f'{", ".join(BACKENDS)}, not {backends}')
-    if 'onnxruntime' not in backends:
+    exported = [b for b in backends if b in EXPORTED_BACKENDS]
+    if not exported:
         return backends
+    which = '/'.join(exported)
     if list(modes) != ['infer']:
-        raise BenchmarkError('--backend onnxruntime times inference only; '
+        raise BenchmarkError(f'--backend {which} times inference only; '
                              'add --mode infer')
     if device != 'cpu':
-        raise BenchmarkError('--backend onnxruntime runs on the CPU (the '
-                             'onnxruntime package has no CUDA provider); '
-                             'use --device cpu')
+        raise BenchmarkError(f'--backend {which} runs on the CPU (these '
+                             'packages are their CPU builds); use --device '
+                             'cpu')
 
     def flags(options):
         return ', '.join('--' + name.replace('_', '-')
@@ -168,22 +179,39 @@ def check_backends(backends, device, modes, pytorch_options=None,
     if 'pytorch' not in backends and flags(pytorch_options):
         raise BenchmarkError(
             f'{flags(pytorch_options)} only apply to PyTorch rows; drop '
-            'them, or add them with --backend pytorch onnxruntime')
+            f'them, or add them with --backend pytorch {" ".join(exported)}')
     if flags(eager_options):
         raise BenchmarkError(
             f'{flags(eager_options)} only work on PyTorch steps; drop '
-            'them, or --backend onnxruntime')
+            f'them, or --backend {which}')
+    if amp_dtype is not None:
+        if 'pytorch' not in backends and 'openvino' not in backends:
+            raise BenchmarkError(
+                '--amp applies to PyTorch rows (autocast) and OpenVINO rows '
+                '(bfloat16 inference); ONNX Runtime runs these graphs in '
+                'float32 only. Drop --amp, or add --backend pytorch or '
+                'openvino')
+        if 'openvino' in backends and amp_dtype != torch.bfloat16:
+            raise BenchmarkError(
+                f'OpenVINO rows run in float32 or, with --amp, bfloat16 '
+                f'(its CPU inference precision), not '
+                f'{str(amp_dtype).replace("torch.", "")}; drop --amp-dtype')
     from mmelastic.deployment.onnx import DeploymentError, require
     try:
-        require('onnx', 'onnxscript', 'onnxruntime')
+        require(*dict.fromkeys(
+            pkg for b in exported for pkg in BACKEND_PACKAGES[b]))
     except DeploymentError as err:
         raise BenchmarkError(str(err)) from err
     return backends
 
 
-def _onnxruntime_version():
-    import onnxruntime
-    return onnxruntime.__version__
+def _runtime_version(backend):
+    """The installed version of an exported backend's runtime."""
+    if backend == 'onnxruntime':
+        import onnxruntime
+        return onnxruntime.__version__
+    import openvino
+    return openvino.get_version().split('-')[0]
 
 
 def interleaved_schedule(num_models, rounds):
@@ -337,25 +365,29 @@ class ModelRunner:
         return time.perf_counter() - start
 
 
-class OnnxRuntimeRunner:
-    """One model exported to ONNX and run by ONNX Runtime (CPU, inference).
+class ExportedGraphRunner:
+    """One model exported to ONNX and run by ONNX Runtime or OpenVINO (CPU,
+    inference).
 
     The graph is what :class:`ModelRunner` times in inference,
     ``model(x, mode='tensor')``, exported by
     :func:`mmelastic.deployment.onnx.export_onnx` for the benchmark's fixed
-    batch and size (the straightforward path of the Elastic blocks: ONNX
-    Runtime fuses their pooling, ``Resize``, norms and sums its own way).
-    The session uses the benchmark's thread count, without spin-waiting
-    (:class:`~mmelastic.deployment.onnx.OnnxRuntimeModel`).
+    batch and size (the straightforward path of the Elastic blocks: the
+    runtimes fuse their pooling, ``Resize``, norms and sums their own way),
+    and run with the benchmark's thread count
+    (:func:`~mmelastic.deployment.onnx.load_runtime`: ONNX Runtime without
+    spin-waiting, OpenVINO in ``precision``).
     """
 
     fast_path = True  # not applicable; keeps the result rows uniform
 
-    def __init__(self, name, config, batch, size, threads=None, seed=0):
+    def __init__(self, name, config, batch, size, backend='onnxruntime',
+                 threads=None, precision='f32', seed=0):
         import tempfile
 
-        from mmelastic.deployment.onnx import OnnxRuntimeModel, export_onnx
+        from mmelastic.deployment.onnx import export_onnx, load_runtime
         self.name, self.config, self.batch = name, config, batch
+        self.backend = backend
         torch.manual_seed(seed)
         model = build_model(config).eval()
         self.params = sum(p.numel() for p in model.parameters())
@@ -364,13 +396,13 @@ class OnnxRuntimeRunner:
         export_onnx(model, path, (batch, 3, size, size), output=None,
                     dynamic_batch=False)
         del model
-        self.runtime = OnnxRuntimeModel(path, threads=threads,
-                                        spinning=False)
+        self.runtime = load_runtime(path, backend, threads=threads,
+                                    precision=precision, spinning=False)
         self.inputs = torch.randn(batch, 3, size, size).numpy()
 
     def set_mode(self, mode):
         if mode != 'infer':
-            raise BenchmarkError('ONNX Runtime runs inference only')
+            raise BenchmarkError(f'{self.backend} runs inference only')
 
     def step(self, mode):
         self.set_mode(mode)
@@ -381,6 +413,11 @@ class OnnxRuntimeRunner:
         start = time.perf_counter()
         self.step(mode)
         return time.perf_counter() - start
+
+    def op_times(self, mode, steps=3):
+        """The runtime's own profile: ms per step by op type."""
+        self.set_mode(mode)
+        return self.runtime.op_times(self.inputs, steps)
 
 
 # --------------------------------------------------------------------------
@@ -520,19 +557,21 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         freeze (bool): With ``compile`` and inference only: compile with
             Inductor's freezing, for every model.
         profile (int): After the timed rounds, profile this many steps of
-            every model per mode with ``torch.profiler``
-            (:func:`profile_ops`); 0: none.
+            every model per mode with ``torch.profiler``, or the runtime's
+            own profiler for exported rows (:func:`profile_ops`); 0: none.
         conv_time (bool): After the timed rounds, record every model's
             convolutions of one step per mode and time them alone, next to
             one whole step, in interleaved rounds as many as ``reps``
             (:mod:`mmelastic.analysis.conv_time`). Eager models only.
-        backend (str | sequence[str]): ``'pytorch'`` and/or
-            ``'onnxruntime'``: every model exported to ONNX and run by ONNX
-            Runtime on the CPU (:class:`OnnxRuntimeRunner`; inference
-            only). With both, every model gets a row per backend, the ONNX
-            Runtime one named ``NAME:onnxruntime``; the PyTorch options
-            above apply to the PyTorch rows, and ``profile`` and
-            ``conv_time`` are not available.
+        backend (str | sequence[str]): Any of ``'pytorch'``,
+            ``'onnxruntime'`` and ``'openvino'``: the last two export every
+            model to ONNX and run it in that runtime on the CPU
+            (:class:`ExportedGraphRunner`; inference only). With several,
+            every model gets a row per backend, in the given order, the
+            rows after the first named ``NAME:BACKEND``. The PyTorch
+            options above apply to the PyTorch rows; ``amp`` also makes
+            OpenVINO compute in bfloat16 (ONNX Runtime stays float32);
+            ``conv_time`` is not available with exported rows.
         log (callable, optional): Called with one progress line at a time.
 
     Returns:
@@ -562,14 +601,13 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             '--conv-time records the convolutions of an eager step; '
             'torch.compile\'d code runs them inside its own kernels, where '
             'they cannot be recorded. Drop --compile (or --conv-time)')
+    dtype = autocast_dtype(amp, device)
     backends = check_backends(
         backend, device, modes,
-        pytorch_options=dict(amp=amp, channels_last=channels_last,
-                             compile=compile,
+        pytorch_options=dict(channels_last=channels_last, compile=compile,
                              straightforward=straightforward),
-        eager_options=dict(profile=profile, conv_time=conv_time))
+        eager_options=dict(conv_time=conv_time), amp_dtype=dtype)
     dev = check_device(device)
-    dtype = autocast_dtype(amp, dev)
     if threads:
         torch.set_num_threads(threads)
     settings = dict(
@@ -580,8 +618,11 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         conv_time=conv_time,
         threads=torch.get_num_threads(), warmup=warmup, reps=reps,
         modes=modes, torch=torch.__version__, backends=backends,
-        onnxruntime=_onnxruntime_version() if 'onnxruntime' in backends
+        onnxruntime=_runtime_version('onnxruntime')
+        if 'onnxruntime' in backends else None,
+        openvino=_runtime_version('openvino') if 'openvino' in backends
         else None,
+        openvino_precision=None,
         cuda_device=torch.cuda.get_device_name(dev)
         if dev.type == 'cuda' else None)
     variants = []  # (row name, config, fast path, backend)
@@ -594,9 +635,15 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
     runners = []
     for name, config, fast, runner_backend in variants:
         start = time.perf_counter()
-        if runner_backend == 'onnxruntime':
-            runner = OnnxRuntimeRunner(name, config, batch, size,
-                                       settings['threads'])
+        if runner_backend in EXPORTED_BACKENDS:
+            runner = ExportedGraphRunner(
+                name, config, batch, size, runner_backend,
+                settings['threads'],
+                precision='bf16' if dtype is not None else 'f32')
+            if runner_backend == 'openvino':
+                # What OpenVINO computes in (bf16 falls back to f32 on CPUs
+                # without bfloat16 instructions).
+                settings['openvino_precision'] = runner.runtime.precision
         else:
             runner = ModelRunner(name, config, dev, batch, size, amp,
                                  channels_last, compile, fast_path=fast,
@@ -642,11 +689,12 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
     if dev.type == 'cuda':
         torch.cuda.empty_cache()
 
-    if memory and 'onnxruntime' in backends:
+    exported = [b for b in backends if b in EXPORTED_BACKENDS]
+    if memory and exported:
         # A probe process would hold the export's PyTorch allocations too,
-        # which the glibc heap keeps and ONNX Runtime's arena then reuses:
-        # its peak would say little about the runtime.
-        log('memory: not probed with --backend onnxruntime')
+        # which the glibc heap keeps and the runtime's allocator then
+        # reuses: its peak would say little about the runtime.
+        log(f'memory: not probed with --backend {" ".join(exported)}')
         memory = False
     if memory:
         for res, (name, config, fast, _) in zip(results, variants):
@@ -686,11 +734,16 @@ def profile_ops(runner, mode, steps=3):
     ``torch.profiler`` over ``steps`` steps (after the timed rounds, so
     warm): on CPU the ops' self CPU time, on CUDA their self device time.
     Op names are ATen's (``aten::mkldnn_convolution``, ...); ops whose
-    time is zero are left out.
+    time is zero are left out. An exported row
+    (:class:`ExportedGraphRunner`) is profiled by its runtime instead, by
+    op type of the optimized graph (ONNX Runtime: ``FusedConv``,
+    ``Resize`` ...; OpenVINO: ``Convolution``, ``Interpolate`` ...).
 
     Returns:
         dict: ``op name -> ms per step``, largest first.
     """
+    if isinstance(runner, ExportedGraphRunner):
+        return runner.op_times(mode, steps)
     from torch.profiler import ProfilerActivity, profile
     cuda = runner.device.type == 'cuda'
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
@@ -712,13 +765,20 @@ def profile_ops(runner, mode, steps=3):
 def format_profile(result, top=15):
     """Plain-text tables of the ``profile_ms`` of a :func:`run_benchmark`
     result: per mode, the ``top`` ops by their largest time in any model,
-    one column per model, and the sum over all ops."""
+    one column per model, the sum of the ops whose name contains "conv"
+    (any case: ATen's convolutions, the fast path's resampling convolutions
+    among them, ONNX Runtime's ``Conv``/``FusedConv``/``NchwcConv``,
+    OpenVINO's ``Convolution``/``GroupConvolution``) and the sum over all
+    ops."""
 
     def table(mode, profiles, names):
         ops = sorted({op for p in profiles for op in p},
                      key=lambda op: -max(p.get(op, 0.0) for p in profiles))
         rows = [[op] + [f'{p.get(op, 0.0):.1f}' for p in profiles]
                 for op in ops[:top]]
+        rows.append(['ops named *conv*'] + [
+            f"{sum(t for op, t in p.items() if 'conv' in op.lower()):.1f}"
+            for p in profiles])
         rows.append([f'all {len(ops)} ops'] +
                     [f'{sum(p.values()):.1f}' for p in profiles])
         return [f'{mode}: ms per step'] + names, rows
@@ -797,13 +857,23 @@ def describe_run(settings):
                 f"compile {s['compile']}" +
                 (' (freezing)' if s.get('freeze') else '') +
                 f", torch {s['torch']}")
-    if 'onnxruntime' in backends:
-        runtime = f"ONNX Runtime {s['onnxruntime']} (graphs exported by " \
-            f"torch {s['torch']})"
-        if backends == ['onnxruntime']:
-            return runtime + ', ' + run
-        run += '; rows NAME:onnxruntime: ' + runtime
-    return run
+    if not any(b in EXPORTED_BACKENDS for b in backends):
+        return run
+    from mmelastic.deployment.onnx import RUNTIME_NAMES
+
+    def runtime(backend):
+        name = f'{RUNTIME_NAMES[backend]} {s[backend]}'
+        if backend == 'openvino':
+            name += f" in {s.get('openvino_precision') or 'f32'}"
+        return name
+
+    exported_by = f"graphs exported by torch {s['torch']}"
+    rows = '; '.join(f'rows NAME:{b}: {runtime(b)}' for b in backends[1:]
+                     if b in EXPORTED_BACKENDS)
+    if backends[0] == 'pytorch':
+        return f'{run}; {rows} ({exported_by})'
+    return f'{runtime(backends[0])} ({exported_by}), {run}' + (
+        f'; {rows}' if rows else '')
 
 
 def format_table(result):

@@ -1,8 +1,10 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""Export classifiers and segmentors to ONNX and run them in ONNX Runtime.
+"""Export classifiers and segmentors to ONNX; run them in ONNX Runtime or
+OpenVINO.
 
 The logic behind ``tools/deployment/pytorch2onnx.py`` and the
-``--backend onnxruntime`` rows of ``tools/analysis/benchmark.py``.
+``--backend onnxruntime`` / ``openvino`` rows of
+``tools/analysis/benchmark.py``.
 
 The exported graph is the straightforward path of the Elastic blocks (the
 fast path is off while exporting, see
@@ -26,7 +28,8 @@ What the graph takes and returns:
   label map.
 
 Import it as ``mmelastic.deployment.onnx``; it needs the ``deploy`` extra
-(``pip install -r requirements/deploy.txt``: onnx, onnxscript, onnxruntime).
+(``pip install -r requirements/deploy.txt``: onnx, onnxscript, onnxruntime,
+openvino).
 """
 import importlib
 import os
@@ -223,6 +226,29 @@ def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
     return wrapper.output_name
 
 
+#: Runtimes that run exported graphs here (both on the CPU).
+RUNTIMES = ('onnxruntime', 'openvino')
+#: Their names in messages and tables.
+RUNTIME_NAMES = dict(onnxruntime='ONNX Runtime', openvino='OpenVINO')
+#: Inference precisions OpenVINO's CPU plugin can be asked for. Its own
+#: default is bf16 on CPUs with bfloat16 instructions, f32 elsewhere; the
+#: models here always ask, so that a row says what it computed in.
+OPENVINO_PRECISIONS = ('f32', 'bf16')
+
+
+def _as_input(inputs):
+    """A float32, C-contiguous array of a tensor or array batch."""
+    if isinstance(inputs, torch.Tensor):
+        inputs = inputs.detach().cpu().numpy()
+    return np.ascontiguousarray(inputs, dtype=np.float32)
+
+
+def _sorted_ms(times, steps):
+    """``{op: total ms}`` as ms per step, largest first, zeros left out."""
+    return dict(sorted(((op, ms / steps) for op, ms in times.items()
+                        if ms > 0), key=lambda item: -item[1]))
+
+
 class OnnxRuntimeModel:
     """An exported graph in an ONNX Runtime CPU session.
 
@@ -239,29 +265,184 @@ class OnnxRuntimeModel:
             place in the round; 0.83x-0.84x in both places without).
     """
 
+    runtime = 'onnxruntime'
+    precision = 'f32'
+
     def __init__(self, path, threads=None, spinning=True):
         ort, = require('onnxruntime')
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        options.add_session_config_entry(
-            'session.intra_op.allow_spinning', '1' if spinning else '0')
+        self.path, self.threads, self.spinning = path, threads, spinning
         self.session = ort.InferenceSession(
-            path, options, providers=['CPUExecutionProvider'])
+            path, self._options(), providers=['CPUExecutionProvider'])
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
+        self.version = ort.__version__
+
+    def _options(self):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = int(self.threads)
+        options.add_session_config_entry(
+            'session.intra_op.allow_spinning',
+            '1' if self.spinning else '0')
+        return options
 
     def __call__(self, inputs):
         """Run a batch (tensor or array); returns a float32 array."""
-        if isinstance(inputs, torch.Tensor):
-            inputs = inputs.detach().cpu().numpy()
-        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
-        return self.session.run(None, {self.input_name: inputs})[0]
+        return self.session.run(None,
+                                {self.input_name: _as_input(inputs)})[0]
+
+    def op_times(self, inputs, steps=3):
+        """Kernel time per op type of ``steps`` runs, ms per run.
+
+        A second session with ONNX Runtime's profiler on (same options) runs
+        ``inputs`` once untimed, then ``steps`` times; its trace gives each
+        node's kernel time, summed by op type as the optimized graph names
+        them (``FusedConv``, ``NchwcConv``, ``Resize``, ...).
+
+        Returns:
+            dict: ``op type -> ms per run``, largest first.
+        """
+        import json
+        import tempfile
+
+        import onnxruntime as ort
+        feed = {self.input_name: _as_input(inputs)}
+        with tempfile.TemporaryDirectory(prefix='mmelastic_ort_') as tmp:
+            options = self._options()
+            options.enable_profiling = True
+            options.profile_file_prefix = osp.join(tmp, 'profile')
+            session = ort.InferenceSession(
+                self.path, options, providers=['CPUExecutionProvider'])
+            for _ in range(steps + 1):
+                session.run(None, feed)
+            with open(session.end_profiling()) as f:
+                events = json.load(f)
+        runs = sorted(e['ts'] for e in events if e.get('name') == 'model_run')
+        if len(runs) != steps + 1:
+            raise DeploymentError(
+                f'ONNX Runtime\'s profile has {len(runs)} runs, not '
+                f'{steps + 1}; cannot tell the untimed run apart')
+        times = {}
+        for e in events:
+            # Node events of the untimed first run start before the second
+            # run does.
+            if e.get('cat') == 'Node' and e['name'].endswith(
+                    '_kernel_time') and e['ts'] >= runs[1]:
+                op = e['args']['op_name']
+                times[op] = times.get(op, 0.0) + e['dur'] / 1000
+        return _sorted_ms(times, steps)
+
+
+class OpenVinoModel:
+    """An exported graph compiled by OpenVINO for its CPU plugin.
+
+    OpenVINO reads the ``.onnx`` file directly (no conversion step) and,
+    like ONNX Runtime, folds the batch norms into the convolutions and fuses
+    ReLUs and sums with them in its own way.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        threads (int, optional): Inference threads; default: OpenVINO's.
+        precision (str): ``'f32'`` (default) or ``'bf16'``
+            (:data:`OPENVINO_PRECISIONS`), OpenVINO's inference precision
+            hint. Asked for always, because OpenVINO's own default on CPUs
+            with bfloat16 instructions is bf16. On a CPU without them bf16
+            falls back to f32; :attr:`precision` says which one runs.
+    """
+
+    runtime = 'openvino'
+
+    def __init__(self, path, threads=None, precision='f32'):
+        ov, = require('openvino')
+        if precision not in OPENVINO_PRECISIONS:
+            raise DeploymentError(
+                f'OpenVINO precision must be one of '
+                f'{", ".join(OPENVINO_PRECISIONS)}, not {precision!r}')
+        self.path, self.version = path, ov.get_version().split('-')[0]
+        self.core = ov.Core()
+        # One synchronous request at a time, as the other backends run.
+        self.config = {'PERFORMANCE_HINT': 'LATENCY',
+                       'INFERENCE_PRECISION_HINT': precision}
+        if threads:
+            self.config['INFERENCE_NUM_THREADS'] = int(threads)
+        self.compiled = self.core.compile_model(path, 'CPU', self.config)
+        self.request = self.compiled.create_infer_request()
+        self.precision = self._precision(self.compiled)
+
+    @staticmethod
+    def _precision(compiled):
+        """'f32' or 'bf16': what the compiled model computes in."""
+        return compiled.get_property(
+            'INFERENCE_PRECISION_HINT').get_type_name()
+
+    def __call__(self, inputs):
+        """Run a batch (tensor or array); returns a float32 array."""
+        # infer() copies its outputs (share_outputs=False): the array stays
+        # valid after the next run.
+        result = self.request.infer([_as_input(inputs)])
+        return np.asarray(result[self.compiled.output(0)], dtype=np.float32)
+
+    def op_times(self, inputs, steps=3):
+        """Execution time per node type of ``steps`` runs, ms per run.
+
+        A second compilation of the graph with OpenVINO's performance
+        counters on (same settings) runs ``inputs`` once untimed, then
+        ``steps`` times; the counters of executed nodes are summed by node
+        type as the compiled graph names them (``Convolution``,
+        ``GroupConvolution``, ``Interpolate``, ...).
+
+        Returns:
+            dict: ``node type -> ms per run``, largest first.
+        """
+        compiled = self.core.compile_model(
+            self.path, 'CPU', dict(self.config, PERF_COUNT=True))
+        request = compiled.create_infer_request()
+        feed = [_as_input(inputs)]
+        request.infer(feed)
+        times = {}
+        for _ in range(steps):
+            request.infer(feed)
+            # The counters are those of the last run only.
+            for info in request.get_profiling_info():
+                if info.status.name == 'EXECUTED':
+                    times[info.node_type] = times.get(
+                        info.node_type, 0.0) + \
+                        info.real_time.total_seconds() * 1000
+        return _sorted_ms(times, steps)
+
+
+def load_runtime(path, runtime='onnxruntime', threads=None,
+                 precision='f32', spinning=True):
+    """An exported graph in one of :data:`RUNTIMES`.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        runtime (str): ``'onnxruntime'`` or ``'openvino'``.
+        threads (int, optional): Threads; default: the runtime's.
+        precision (str): ``'f32'``, or ``'bf16'`` for OpenVINO.
+        spinning (bool): ONNX Runtime's spin-waiting
+            (:class:`OnnxRuntimeModel`); OpenVINO ignores it.
+
+    Returns:
+        OnnxRuntimeModel | OpenVinoModel: Called with a batch, it returns a
+        float32 array; ``op_times`` profiles it.
+    """
+    if runtime == 'onnxruntime':
+        if precision != 'f32':
+            raise DeploymentError(
+                f'ONNX Runtime runs these graphs in f32 only, not '
+                f'{precision!r}; ask OpenVINO for bf16')
+        return OnnxRuntimeModel(path, threads=threads, spinning=spinning)
+    if runtime == 'openvino':
+        return OpenVinoModel(path, threads=threads, precision=precision)
+    raise DeploymentError(
+        f'runtime must be one of {", ".join(RUNTIMES)}, not {runtime!r}')
 
 
 def verify_onnx(model, path, inputs, output='scores', atol=1e-4,
-                threads=None):
-    """Compare ONNX Runtime's output with PyTorch's for ``inputs``.
+                threads=None, runtime='onnxruntime'):
+    """Compare a runtime's output with PyTorch's for ``inputs``.
 
     PyTorch runs the model as it usually does (fast path included), so
     this checks the export and the fast path against each other too.
@@ -272,17 +453,20 @@ def verify_onnx(model, path, inputs, output='scores', atol=1e-4,
         inputs (Tensor | list[Tensor]): Input batches.
         output (str): What was exported (``'scores'`` or ``'logits'``).
         atol (float): Largest allowed absolute difference.
-        threads (int, optional): ONNX Runtime's intra-op threads.
+        threads (int, optional): The runtime's threads.
+        runtime (str): ``'onnxruntime'`` (default) or ``'openvino'`` (in
+            f32), :func:`load_runtime`.
 
     Returns:
         dict: ``max_abs_diff`` (over all batches), ``shapes`` (output shape
-        per batch), ``seconds`` (ONNX Runtime time per batch).
+        per batch), ``seconds`` (runtime time per batch).
 
     Raises:
         DeploymentError: Where the outputs differ by more than ``atol`` or
             their shapes differ.
     """
-    runtime = OnnxRuntimeModel(path, threads=threads)
+    runner = load_runtime(path, runtime, threads=threads)
+    name = RUNTIME_NAMES[runtime]
     wrapper = ExportWrapper(model.eval(), output).eval()
     if isinstance(inputs, torch.Tensor):
         inputs = [inputs]
@@ -291,16 +475,16 @@ def verify_onnx(model, path, inputs, output='scores', atol=1e-4,
         with torch.no_grad():
             expected = wrapper(batch).float().cpu().numpy()
         start = time.perf_counter()
-        got = runtime(batch)
+        got = runner(batch)
         seconds.append(time.perf_counter() - start)
         if got.shape != expected.shape:
             raise DeploymentError(
-                f'ONNX Runtime returned shape {got.shape} for input '
+                f'{name} returned shape {got.shape} for input '
                 f'{tuple(batch.shape)}; PyTorch returned {expected.shape}')
         shapes.append(got.shape)
         worst = max(worst, float(np.abs(got - expected).max()))
     if not worst <= atol:
         raise DeploymentError(
-            f'ONNX Runtime and PyTorch outputs differ by up to {worst:.3g} '
+            f'{name} and PyTorch outputs differ by up to {worst:.3g} '
             f'(> atol {atol:g}) for {path}')
     return dict(max_abs_diff=worst, shapes=shapes, seconds=seconds)

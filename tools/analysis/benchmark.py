@@ -24,6 +24,10 @@ Examples:
         resnext50_elastic --backend onnxruntime --reps 20
     python tools/analysis/benchmark.py --models resnext50_mmpretrain \
         resnext50_elastic --backend pytorch onnxruntime --channels-last
+    python tools/analysis/benchmark.py --models resnext50_mmpretrain \
+        resnext50_elastic --backend onnxruntime openvino --profile 3
+    python tools/analysis/benchmark.py --models resnext50_mmpretrain \
+        resnext50_elastic --backend openvino --amp
 
 Every model is timed in this one process, in ABBA rounds (the given order,
 then reversed, ...; one step of every model per round) after warm-up
@@ -32,8 +36,9 @@ training step is forward (``mode='tensor'``) + cross entropy on the logits
 against random labels + backward + SGD step; throughput is batch / step
 time, in images/s (median, quartiles and range over the reps). Peak memory
 is one step per mode in a fresh subprocess per model (skip: --no-memory).
-With --backend onnxruntime every model is exported to ONNX (the
-straightforward path of the Elastic blocks) and timed in ONNX Runtime.
+With --backend onnxruntime or openvino every model is exported to ONNX
+(the straightforward path of the Elastic blocks) and timed in ONNX Runtime
+or OpenVINO (float32; OpenVINO in bfloat16 with --amp).
 """
 import argparse
 import json
@@ -42,7 +47,7 @@ import sys
 import warnings
 
 from mmelastic.analysis.benchmark import (AMP_DTYPES, BACKENDS,
-                                          BenchmarkError,
+                                          EXPORTED_BACKENDS, BenchmarkError,
                                           finite_json,
                                           format_conv_time, format_profile,
                                           format_table, plot_result,
@@ -66,7 +71,8 @@ def parse_args(argv=None):
         '--size', type=int, default=224, help='square input size; 224')
     parser.add_argument(
         '--amp', action='store_true',
-        help='autocast (float16 on CUDA with a GradScaler, bfloat16 on CPU)')
+        help='autocast (float16 on CUDA with a GradScaler, bfloat16 on '
+        'CPU); OpenVINO rows compute in bfloat16')
     parser.add_argument(
         '--amp-dtype', choices=AMP_DTYPES,
         help='autocast in this dtype instead of the device\'s usual one '
@@ -88,13 +94,13 @@ def parse_args(argv=None):
         '--reps', type=int, default=5, help='timed rounds; default: 5')
     parser.add_argument(
         '--mode', choices=['infer', 'train', 'both'],
-        help='default: both (infer with --backend onnxruntime)')
+        help='default: both (infer with --backend onnxruntime/openvino)')
     parser.add_argument(
         '--backend', nargs='+', choices=BACKENDS, default=['pytorch'],
-        help='pytorch (default) and/or onnxruntime: every model exported '
-        'to ONNX and run by ONNX Runtime on the CPU, inference only (needs '
-        'requirements/deploy.txt); with both, rows NAME:onnxruntime follow '
-        'the PyTorch ones')
+        help='pytorch (default), onnxruntime and/or openvino: the last two '
+        'export every model to ONNX and run it in that runtime on the CPU, '
+        'inference only (needs requirements/deploy.txt); with several, '
+        'rows NAME:BACKEND follow the first backend\'s, in the given order')
     parser.add_argument(
         '--straightforward', action='store_true',
         help='also time every model with the fast path off (rows '
@@ -105,7 +111,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--profile', type=int, default=0, metavar='STEPS',
         help='after the timed rounds, profile STEPS steps of every model '
-        'per mode (torch.profiler) and print the self time per op, ms per '
+        'per mode (torch.profiler; exported rows: their runtime\'s '
+        'profiler, by op type) and print the self time per op, ms per '
         'step, side by side')
     parser.add_argument(
         '--conv-time', action='store_true',
@@ -141,8 +148,8 @@ def main(argv=None):
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    mode = args.mode or ('infer' if 'onnxruntime' in args.backend else
-                         'both')
+    mode = args.mode or ('infer' if set(args.backend) & set(EXPORTED_BACKENDS)
+                         else 'both')
     modes = ('infer', 'train') if mode == 'both' else (mode, )
     try:
         result = run_benchmark(

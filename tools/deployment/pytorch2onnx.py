@@ -13,6 +13,8 @@ Examples:
     python tools/deployment/pytorch2onnx.py \
         configs/voc/deeplabv3_resnext50_elastic.py --checkpoint voc.pth \
         --shape 512 --dynamic-size --verify
+    python tools/deployment/pytorch2onnx.py \
+        configs/imagenet/resnext50_elastic.py --verify --runtime openvino
 
 The graph takes the normalized image batch (the config's data
 preprocessor's mean/std and channel order, printed at the end) as
@@ -20,9 +22,10 @@ preprocessor's mean/std and channel order, printed at the end) as
 and width unless --dynamic-size (then any multiples of 32), and returns
 ``scores`` (softmax, or sigmoid for multi-label heads; ``--output logits``
 for the raw logits) or, for segmentors, ``seg_logits`` at the input size.
-``--verify`` runs it in ONNX Runtime and compares with PyTorch on random
-batches of 1 and 2 images (the --batch size with --static-batch; with
---dynamic-size also at a second size). Needs the deploy extra:
+``--verify`` runs it in ONNX Runtime (``--runtime openvino``: in OpenVINO,
+float32) and compares with PyTorch on random batches of 1 and 2 images
+(the --batch size with --static-batch; with --dynamic-size also at a
+second size). Needs the deploy extra:
 ``pip install -r requirements/deploy.txt``.
 """
 import argparse
@@ -71,7 +74,13 @@ def parse_args(argv=None):
         '2.14.1)')
     parser.add_argument(
         '--verify', action='store_true',
-        help='compare ONNX Runtime with PyTorch on random batches')
+        help='compare the runtime (--runtime) with PyTorch on random '
+        'batches')
+    parser.add_argument(
+        '--runtime', choices=('onnxruntime', 'openvino'),
+        default='onnxruntime',
+        help='--verify: run the graph in ONNX Runtime (default) or '
+        'OpenVINO (float32)')
     parser.add_argument(
         '--atol', type=float, default=1e-4,
         help='--verify: largest allowed absolute difference (1e-4)')
@@ -138,16 +147,17 @@ def main(argv=None):
     from mmengine.runner import load_checkpoint
 
     from mmelastic.analysis.benchmark import build_model
-    from mmelastic.deployment.onnx import (OPSET_VERSION, DeploymentError,
-                                           export_onnx, is_segmentor,
-                                           require, verify_onnx)
+    from mmelastic.deployment.onnx import (OPSET_VERSION, RUNTIME_NAMES,
+                                           DeploymentError, export_onnx,
+                                           is_segmentor, require,
+                                           verify_onnx)
 
     def log(line):
         print(line, flush=True)
 
     try:
         # Before the model is built: a missing package is the first error.
-        require('onnx', 'onnxscript', *(('onnxruntime', )
+        require('onnx', 'onnxscript', *((args.runtime, )
                                         if args.verify else ()))
     except DeploymentError as err:
         sys.exit(f'error: {err}')
@@ -209,12 +219,13 @@ def main(argv=None):
                   for b, h, w in shapes]
         try:
             res = verify_onnx(model, output_file, inputs, output=args.output,
-                              atol=args.atol)
+                              atol=args.atol, runtime=args.runtime)
         except DeploymentError as err:
             sys.exit(f'error: {err}')
         shapes = ', '.join(str(tuple(x.shape)) for x in inputs)
-        log(f'verified in ONNX Runtime on inputs {shapes}: max |ONNX - '
-            f'PyTorch| = {res["max_abs_diff"]:.3g} (atol {args.atol:g})')
+        log(f'verified in {RUNTIME_NAMES[args.runtime]} on inputs '
+            f'{shapes}: max |ONNX - PyTorch| = {res["max_abs_diff"]:.3g} '
+            f'(atol {args.atol:g})')
 
     batch = 'N' if not args.static_batch else str(args.batch)
     hw = ('H, W', f' (H, W: multiples of {args.dynamic_size})') \
