@@ -216,7 +216,16 @@ def test_tiny_run_ratios_are_from_the_same_numbers(tiny_run):
         for m in result['models']:
             assert m[mode]['ratio'] == pytest.approx(
                 m[mode]['throughput']['median'] / ref, rel=1e-12)
-        assert result['models'][0][mode]['ratio'] == 1.0
+            # Per round: the first model's time over this one's, paired by
+            # round (not the ratio of sorted lists).
+            paired = [t0 / t for t0, t in zip(
+                result['models'][0][mode]['times_s'], m[mode]['times_s'])]
+            assert m[mode]['round_ratios'] == pytest.approx(
+                bm.summarize(paired))
+        first = result['models'][0][mode]
+        assert first['ratio'] == 1.0
+        assert first['round_ratios']['min'] == first['round_ratios'][
+            'max'] == 1.0
 
 
 def test_tiny_run_table_and_progress(tiny_run):
@@ -226,7 +235,7 @@ def test_tiny_run_table_and_progress(tiny_run):
                   if line.startswith('mode'))
     assert lines[header].split() == [
         'mode', 'model', 'img/s', '(median)', 'IQR', 'min-max', 'vs',
-        'tiny_plain', 'peak', 'MB', 'step', '+MB'
+        'tiny_plain', 'per', 'round', '(IQR)', 'peak', 'MB', 'step', '+MB'
     ]
     rows = [line.split() for line in lines[header + 1:header + 5]]
     for row, (mode, m) in zip(rows, [(mode, m)
@@ -235,7 +244,9 @@ def test_tiny_run_table_and_progress(tiny_run):
         t = m[mode]['throughput']
         assert row[:3] == [mode, m['name'], f"{t['median']:.2f}"]
         assert row[5] == f"{m[mode]['ratio']:.3f}x"
-        assert row[6] == f"{m['memory'][mode]['peak_mb']:.0f}"
+        q = m[mode]['round_ratios']
+        assert row[6] == f"{q['q1']:.3f}-{q['q3']:.3f}"
+        assert row[7] == f"{m['memory'][mode]['peak_mb']:.0f}"
     assert 'interleaved (ABBA)' in stdout
     figure = [line for line in lines if line.startswith('wrote ')][-1]
     assert figure.endswith(osp.join('figures', 'bench.png'))

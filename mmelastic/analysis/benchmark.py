@@ -579,7 +579,11 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         ``models`` (name, config, params, per mode ``times_s`` of every
         rep, ``throughput`` = batch / time summarized as ``median``,
         ``q1``, ``q3``, ``min``, ``max`` in images/s, ``ratio`` =
-        median throughput / the first model's, and with ``profile``
+        median throughput / the first model's, ``round_ratios`` = the
+        first model's step time over this model's in each round (the two
+        steps ran next to each other, so the machine's drift between
+        rounds cancels; their spread says how far one round's ratio
+        moves) summarized like ``throughput``, and with ``profile``
         ``profile_ms``, with ``conv_time`` ``conv_time``) and, with
         ``memory``, ``memory`` per model.
     """
@@ -678,7 +682,9 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             ref = ref if ref is not None else tput['median']
             res[mode] = dict(
                 times_s=times[i], throughput=tput,
-                ratio=tput['median'] / ref)
+                ratio=tput['median'] / ref,
+                round_ratios=summarize(
+                    [t0 / t for t0, t in zip(times[0], times[i])]))
         if profile:
             for res, runner in zip(results, runners):
                 res[mode]['profile_ms'] = profile_ops(runner, mode, profile)
@@ -876,6 +882,14 @@ def describe_run(settings):
         f'; {rows}' if rows else '')
 
 
+def _quartiles(summary):
+    """``q1-q3`` of a :func:`summarize` result ('-' for none: results
+    written before round ratios were kept)."""
+    if not summary:
+        return '-'
+    return f"{summary['q1']:.3f}-{summary['q3']:.3f}"
+
+
 def format_table(result):
     """A plain-text table of a :func:`run_benchmark` result."""
     models = result['models']
@@ -883,7 +897,7 @@ def format_table(result):
     ref = models[0]['name']
     memory = all('memory' in m for m in models)
     header = ['mode', 'model', 'img/s (median)', 'IQR', 'min-max',
-              f'vs {ref}']
+              f'vs {ref}', 'per round (IQR)']
     if memory:
         header += ['peak MB', 'step +MB']
     rows = []
@@ -893,7 +907,8 @@ def format_table(result):
             row = [
                 mode, m['name'], f"{t['median']:.2f}",
                 f"{t['q1']:.2f}-{t['q3']:.2f}",
-                f"{t['min']:.2f}-{t['max']:.2f}", f"{m[mode]['ratio']:.3f}x"
+                f"{t['min']:.2f}-{t['max']:.2f}", f"{m[mode]['ratio']:.3f}x",
+                _quartiles(m[mode].get('round_ratios'))
             ]
             if memory:
                 row += [
@@ -916,7 +931,9 @@ def format_table(result):
         describe_run(settings) + '; '
         f"median of {settings['reps']} interleaved (ABBA) reps after "
         f"{settings['warmup']} warm-up rounds; IQR = quartiles q1-q3; "
-        f"ratio = median img/s / {ref}'s" + mem_note)
+        f"ratio = median img/s / {ref}'s; per round = {ref}'s step time "
+        "/ the model's in the same round, quartiles over the rounds"
+        + mem_note)
     return '\n'.join(lines + ['', notes])
 
 
