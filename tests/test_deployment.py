@@ -268,20 +268,24 @@ def test_unknown_head_asks_for_logits():
     dep.ExportWrapper(model, output='logits')  # fine
 
 
-def test_missing_package_names_the_extra(monkeypatch):
+@pytest.mark.parametrize('missing, other', [('onnxruntime', 'openvino'),
+                                             ('openvino', 'onnxruntime')])
+def test_missing_package_names_the_extra(missing, other, monkeypatch):
     real = importlib.import_module
 
-    def without_onnxruntime(name, *args):
-        if name == 'onnxruntime':
-            raise ImportError('No module named onnxruntime')
+    def without(name, *args):
+        if name == missing:
+            raise ImportError(f'No module named {missing}')
         return real(name, *args)
 
-    monkeypatch.setattr(importlib, 'import_module', without_onnxruntime)
+    monkeypatch.setattr(importlib, 'import_module', without)
     with pytest.raises(dep.DeploymentError,
-                       match='onnxruntime.*requirements/deploy.txt'):
-        dep.require('onnx', 'onnxruntime')
-    with pytest.raises(bm.BenchmarkError, match='requirements/deploy.txt'):
-        bm.check_backends('onnxruntime', 'cpu', ['infer'])
+                       match=f'{missing}.*requirements/deploy.txt'):
+        dep.require('onnx', missing)
+    with pytest.raises(bm.BenchmarkError,
+                       match=f'{missing}.*requirements/deploy.txt'):
+        bm.check_backends(['pytorch', missing], 'cpu', ['infer'])
+    bm.check_backends(other, 'cpu', ['infer'])  # only what is asked for
 
 
 def test_verify_catches_a_different_model(tmp_path):
@@ -558,8 +562,10 @@ def test_benchmark_openvino_rows_and_profiles(tmp_path):
 def test_benchmark_amp_makes_openvino_bfloat16():
     res = bm.run_benchmark(
         [('tiny', str(TINY_CLS))], batch=2, size=32, warmup=0, reps=1,
-        modes=['infer'], backend=['pytorch', 'openvino'], amp=True,
-        memory=False, threads=1)
+        modes=['infer'], backend=['pytorch', 'openvino', 'onnxruntime'],
+        amp=True, memory=False, threads=1)
+    assert [m['name'] for m in res['models']] == [
+        'tiny', 'tiny:openvino', 'tiny:onnxruntime']
     s = res['settings']
     assert s['amp'] == 'bfloat16'
     # bf16, or f32 where the CPU has no bfloat16 instructions.
@@ -567,21 +573,6 @@ def test_benchmark_amp_makes_openvino_bfloat16():
     note = bm.format_table(res).splitlines()[-1]
     assert 'amp bfloat16' in note and \
         f"OpenVINO {s['openvino']} in {s['openvino_precision']}" in note
-
-
-def test_missing_openvino_names_the_extra(monkeypatch):
-    real = importlib.import_module
-
-    def without_openvino(name, *args):
-        if name == 'openvino':
-            raise ImportError('No module named openvino')
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, 'import_module', without_openvino)
-    with pytest.raises(bm.BenchmarkError,
-                       match='openvino.*requirements/deploy.txt'):
-        bm.check_backends(['pytorch', 'openvino'], 'cpu', ['infer'])
-    bm.check_backends('onnxruntime', 'cpu', ['infer'])  # not needed there
 
 
 def test_tool_verifies_in_openvino(tmp_path, capsys):

@@ -643,7 +643,9 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             runner = ExportedGraphRunner(
                 name, config, batch, size, runner_backend,
                 settings['threads'],
-                precision='bf16' if dtype is not None else 'f32')
+                # --amp: OpenVINO in bf16; ONNX Runtime stays float32.
+                precision='bf16' if dtype is not None
+                and runner_backend == 'openvino' else 'f32')
             if runner_backend == 'openvino':
                 # What OpenVINO computes in (bf16 falls back to f32 on CPUs
                 # without bfloat16 instructions).
