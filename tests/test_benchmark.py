@@ -174,6 +174,33 @@ def test_plot_of_the_step_split(tmp_path):
     assert 'conv_time' not in bm.plot_rows(result)
 
 
+def test_plot_of_the_profile_split(tmp_path):
+    """With --profile the figure gets a panel splitting each profiled step
+    into the ops named *conv* (any case, any runtime's names) and the
+    rest."""
+    result = fake_result()
+    profiles = [
+        {'aten::mkldnn_convolution': 50.0, 'aten::relu_': 5.0,
+         'aten::convolution_backward': 100.0, 'aten::add_': 2.5},
+        {'Convolution': 40.0, 'GroupConvolution': 10.0, 'Interpolate': 7.0,
+         'Subgraph': 3.0},
+    ]
+    for m, profile in zip(result['models'], profiles):
+        for mode in ('infer', 'train'):
+            m[mode]['profile_ms'] = profile
+    rows = bm.plot_rows(result)
+    assert rows['profile'] == [
+        ('base', dict(infer=(150.0, 7.5), train=(150.0, 7.5))),
+        ('elastic', dict(infer=(50.0, 10.0), train=(50.0, 10.0)))]
+    assert 'conv_time' not in rows
+    path = bm.plot_result(result, str(tmp_path / 'profile.png'))
+    assert png_size(path) == (round(4 * 5.2 * 120), round(2.1 * 120))
+    table = bm.format_profile(result)
+    assert table.count('ops named *conv*') == 2  # one table per mode
+    del result['models'][0]['infer']['profile_ms']
+    assert 'profile' not in bm.plot_rows(result)
+
+
 def test_plot_suffix_is_checked_before_running(tmp_path, capsys):
     tool = load_tool()
     with pytest.raises(SystemExit) as exc:

@@ -784,9 +784,8 @@ def format_profile(result, top=15):
                      key=lambda op: -max(p.get(op, 0.0) for p in profiles))
         rows = [[op] + [f'{p.get(op, 0.0):.1f}' for p in profiles]
                 for op in ops[:top]]
-        rows.append(['ops named *conv*'] + [
-            f"{sum(t for op, t in p.items() if 'conv' in op.lower()):.1f}"
-            for p in profiles])
+        rows.append(['ops named *conv*'] +
+                    [f'{conv_share(p)[0]:.1f}' for p in profiles])
         rows.append([f'all {len(ops)} ops'] +
                     [f'{sum(p.values()):.1f}' for p in profiles])
         return [f'{mode}: ms per step'] + names, rows
@@ -973,7 +972,9 @@ def plot_rows(result):
         in images/s, in the order of ``result['models']``; with memory
         probes also ``'memory' -> list of (name, {mode: peak MB})``; with
         ``conv_time`` in every mode also ``'conv_time' -> list of (name,
-        {mode: (convolutions ms, rest ms)})``.
+        {mode: (convolutions ms, rest ms)})``; with ``profile_ms`` in every
+        mode also ``'profile' -> list of (name, {mode: (ms of the ops named
+        *conv*, ms of all other ops)})`` (:func:`conv_share`).
     """
     rows = {}
     for mode in result['settings']['modes']:
@@ -995,13 +996,28 @@ def plot_rows(result):
                    m[mode]['conv_time']['rest_ms'])
             for mode in modes
         }) for m in result['models']]
+    if all('profile_ms' in m[mode] for m in result['models']
+           for mode in modes):
+        rows['profile'] = [(m['name'], {
+            mode: conv_share(m[mode]['profile_ms'])
+            for mode in modes
+        }) for m in result['models']]
     return rows
 
 
-def _plot_step_split(ax, rows, modes, y):
-    """The ``conv_time`` panel: per model and mode, a bar of the step's
-    convolutions and one of the rest after it, labelled with both ratios to
-    the first model."""
+def conv_share(profile_ms):
+    """``(convolutions, rest)`` in ms of a profile (``op -> ms``): the ops
+    whose name contains "conv" (any case), and all other ops."""
+    conv = sum(t for op, t in profile_ms.items() if 'conv' in op.lower())
+    return conv, sum(profile_ms.values()) - conv
+
+
+def _plot_step_split(ax, rows, modes, y,
+                     xlabel='ms per step: convolutions timed alone + the '
+                     'rest'):
+    """The ``conv_time`` (or ``profile``) panel: per model and mode, a
+    bar of the step's convolutions and one of the rest after it, labelled
+    with both ratios to the first model."""
     width = 0.8 / len(modes)
     for k, mode in enumerate(modes):
         conv, rest = zip(*[split[mode] for _, split in rows])
@@ -1017,7 +1033,7 @@ def _plot_step_split(ax, rows, modes, y):
                     va='center', fontsize=7)
     ax.set_xlim(0, max(c + max(r, 0.0) for _, split in rows
                        for c, r in split.values()) * 2.1)
-    ax.set_xlabel('ms per step: convolutions timed alone + the rest')
+    ax.set_xlabel(xlabel)
 
 
 def plot_result(result, path):
@@ -1027,7 +1043,9 @@ def plot_result(result, path):
     quartiles as a thick whisker and its range as a thin one, labelled with
     the ratio to the first model (dashed line); with memory probes, one more
     panel with the peak memory per mode; with ``conv_time``, one more with
-    each step split into its convolutions (dark) and the rest (light).
+    each step split into its convolutions (dark) and the rest (light); with
+    ``profile``, one more with the profiled step split the same way (the
+    ops named *conv* and all other ops).
 
     Returns:
         str: ``path``.
@@ -1041,7 +1059,8 @@ def plot_result(result, path):
 
     rows = plot_rows(result)
     modes = result['settings']['modes']
-    panels = modes + [p for p in ('memory', 'conv_time') if p in rows]
+    panels = modes + [p for p in ('memory', 'conv_time', 'profile')
+                      if p in rows]
     names = [m['name'] for m in result['models']]
     height = 1.2 + 0.45 * len(names)
     fig, axes = plt.subplots(
@@ -1063,6 +1082,10 @@ def plot_result(result, path):
             ax.set_xlabel('peak memory (MB); ratio to the first model')
         elif panel == 'conv_time':
             _plot_step_split(ax, rows['conv_time'], modes, y)
+        elif panel == 'profile':
+            _plot_step_split(ax, rows['profile'], modes, y,
+                             xlabel='ms per step (profiler): ops named '
+                             '*conv* + all other ops')
         else:
             median, q1, q3, low, high, ratio = zip(
                 *[row[1:] for row in rows[panel]])
