@@ -1084,8 +1084,8 @@ def plot_result(result, path):
             _plot_step_split(ax, rows['conv_time'], modes, y)
         elif panel == 'profile':
             _plot_step_split(ax, rows['profile'], modes, y,
-                             xlabel='ms per step (profiler): ops named '
-                             '*conv* + all other ops')
+                             xlabel='profiled ms per step: *conv* ops + '
+                             'the rest')
         else:
             median, q1, q3, low, high, ratio = zip(
                 *[row[1:] for row in rows[panel]])
