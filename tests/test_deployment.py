@@ -374,6 +374,7 @@ def test_tool_dynamic_size(tmp_path, capsys):
     (['--batch', '0'], '--batch must be at least 1'),
     (['--opset-version', '0'], '--opset-version must be a positive'),
     (['--dynamic-size', '0'], '--dynamic-size takes a positive multiple'),
+    (['--runtime', 'openvino'], 'add --verify'),
 ])
 def test_tool_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -432,7 +433,9 @@ def test_benchmark_pytorch_and_onnxruntime_rows(tmp_path):
      '--channels-last, --straightforward only apply to PyTorch rows'),
     (dict(compile=True), '--compile only apply'),
     (dict(backend=['pytorch', 'onnxruntime'], conv_time=True),
-     '--conv-time only work on PyTorch steps'),
+     '--conv-time only work on PyTorch steps; drop them, or drop --backend '
+     'onnxruntime'),
+    (dict(device='gpu', amp=True), "--device must be cpu or cuda, not 'gpu'"),
     (dict(amp=True), 'ONNX Runtime runs these graphs in float32 only'),
     (dict(backend=['openvino', 'pytorch'], amp='float16'),
      'OpenVINO rows run in float32 or, with --amp, bfloat16'),
@@ -524,14 +527,31 @@ def test_runtime_op_times(runtime, resampling, tmp_path):
     # there, under the names the optimized graph gives them.
     assert any('conv' in op.lower() for op in times)
     assert set(times) & resampling, sorted(times)
-    # Per run, the ops take less than two runs of the whole graph (the
-    # untimed first run is not counted).
-    import time
-    start = time.perf_counter()
-    for _ in range(3):
-        runner(x)
-    per_run_ms = (time.perf_counter() - start) / 3 * 1000
-    assert sum(values) < 2 * per_run_ms + 5
+    with pytest.raises(dep.DeploymentError, match='at least 1 step'):
+        runner.op_times(x, steps=0)
+
+
+def test_onnxruntime_trace_leaves_out_the_untimed_run():
+    def run(ts):
+        return dict(cat='Session', name='model_run', ts=ts, dur=90)
+
+    def node(ts, op, dur_us):
+        return dict(cat='Node', name=f'n{ts}_kernel_time', ts=ts,
+                    dur=dur_us, args=dict(op_name=op))
+
+    events = [
+        run(0), node(1, 'Conv', 50_000), node(2, 'Resize', 9_000),  # untimed
+        run(100), node(101, 'Conv', 4_000), node(102, 'Resize', 1_000),
+        node(103, 'Conv', 2_000),
+        dict(cat='Node', name='n104_fence_before', ts=104, dur=7_000,
+             args=dict(op_name='Conv')),  # not a kernel time
+        run(200), node(201, 'Conv', 6_000), node(202, 'Resize', 3_000),
+    ]
+    times = dep.onnxruntime_kernel_times(events, steps=2)
+    assert times == {'Conv': 6.0, 'Resize': 2.0}  # ms per timed run
+    assert list(times) == ['Conv', 'Resize']
+    with pytest.raises(dep.DeploymentError, match='has 3 runs, not 4'):
+        dep.onnxruntime_kernel_times(events, steps=3)
 
 
 def test_benchmark_openvino_rows_and_profiles(tmp_path):
@@ -573,6 +593,23 @@ def test_benchmark_amp_makes_openvino_bfloat16():
     note = bm.format_table(res).splitlines()[-1]
     assert 'amp bfloat16' in note and \
         f"OpenVINO {s['openvino']} in {s['openvino_precision']}" in note
+
+
+def test_describe_run_names_the_pytorch_rows_when_not_first():
+    settings = dict(
+        device='cpu', batch=8, size=224, threads=2, amp='bfloat16',
+        channels_last=True, compile=False, torch='2.x', openvino='2026.4.1',
+        openvino_precision='bf16', onnxruntime=None)
+    first = bm.describe_run(dict(settings, backends=['pytorch', 'openvino']))
+    assert first == ('device cpu, batch 8, 224x224, 2 threads, amp '
+                     'bfloat16, channels_last True, compile False, torch '
+                     '2.x; rows NAME:openvino: OpenVINO 2026.4.1 in bf16 '
+                     '(graphs exported by torch 2.x)')
+    later = bm.describe_run(dict(settings, backends=['openvino', 'pytorch']))
+    assert later == ('OpenVINO 2026.4.1 in bf16 (graphs exported by torch '
+                     '2.x), device cpu, batch 8, 224x224, 2 threads; rows '
+                     'NAME:pytorch: amp bfloat16, channels_last True, '
+                     'compile False, torch 2.x')
 
 
 def test_tool_verifies_in_openvino(tmp_path, capsys):

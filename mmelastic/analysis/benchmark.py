@@ -93,10 +93,15 @@ def resolve_models(configs=(), names=(), config_dir=CONFIG_DIR):
     return out
 
 
-def check_device(device):
-    """Return a :class:`torch.device` or raise a clear error."""
+def check_device_name(device):
+    """Raise a clear error unless ``device`` names a CPU or CUDA device."""
     if device not in ('cpu', 'cuda') and not device.startswith('cuda:'):
         raise BenchmarkError(f'--device must be cpu or cuda, not {device!r}')
+
+
+def check_device(device):
+    """Return a :class:`torch.device` or raise a clear error."""
+    check_device_name(device)
     if device.startswith('cuda') and not torch.cuda.is_available():
         raise BenchmarkError(
             f'--device {device} was asked for, but CUDA is not available '
@@ -183,7 +188,7 @@ def check_backends(backends, device, modes, pytorch_options=None,
     if flags(eager_options):
         raise BenchmarkError(
             f'{flags(eager_options)} only work on PyTorch steps; drop '
-            f'them, or --backend {which}')
+            f'them, or drop --backend {" ".join(exported)}')
     if amp_dtype is not None:
         if 'pytorch' not in backends and 'openvino' not in backends:
             raise BenchmarkError(
@@ -550,7 +555,8 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         reps (int): Timed interleaved rounds per mode (one step of every
             model per round).
         memory (bool): Also run one memory probe subprocess per model
-            (not when ``backend`` includes ONNX Runtime).
+            (not when ``backend`` includes ONNX Runtime or OpenVINO: then no
+            row, PyTorch ones included, is probed).
         straightforward (bool): Also time every model with mmelastic's fast
             path off (:func:`mmelastic.models.utils.fast_path`), as a row
             ``NAME:straightforward`` right after it, in the same rounds.
@@ -605,6 +611,7 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
             '--conv-time records the convolutions of an eager step; '
             'torch.compile\'d code runs them inside its own kernels, where '
             'they cannot be recorded. Drop --compile (or --conv-time)')
+    check_device_name(device)  # before torch.device() sees it
     dtype = autocast_dtype(amp, device)
     backends = check_backends(
         backend, device, modes,
@@ -859,11 +866,12 @@ def describe_run(settings):
         f", batch {s['batch']}, {s['size']}x{s['size']}, " \
         f"{s['threads']} threads"
     backends = s.get('backends', ['pytorch'])
-    if 'pytorch' in backends:
-        run += (f", amp {s['amp']}, channels_last {s['channels_last']}, "
-                f"compile {s['compile']}" +
-                (' (freezing)' if s.get('freeze') else '') +
-                f", torch {s['torch']}")
+    pytorch = (f"amp {s['amp']}, channels_last {s['channels_last']}, "
+               f"compile {s['compile']}" +
+               (' (freezing)' if s.get('freeze') else '') +
+               f", torch {s['torch']}")
+    if backends[0] == 'pytorch':
+        run += ', ' + pytorch
     if not any(b in EXPORTED_BACKENDS for b in backends):
         return run
     from mmelastic.deployment.onnx import RUNTIME_NAMES
@@ -875,8 +883,9 @@ def describe_run(settings):
         return name
 
     exported_by = f"graphs exported by torch {s['torch']}"
-    rows = '; '.join(f'rows NAME:{b}: {runtime(b)}' for b in backends[1:]
-                     if b in EXPORTED_BACKENDS)
+    rows = '; '.join(
+        f'rows NAME:{b}: ' + (runtime(b) if b in EXPORTED_BACKENDS else
+                              pytorch) for b in backends[1:])
     if backends[0] == 'pytorch':
         return f'{run}; {rows} ({exported_by})'
     return f'{runtime(backends[0])} ({exported_by}), {run}' + (
@@ -1027,8 +1036,11 @@ def _plot_step_split(ax, rows, modes, y,
         ax.barh(offsets, drawn_rest, left=conv, height=width * 0.9,
                 color=f'C{k}', alpha=0.35)
         for offset, c, r, d in zip(offsets, conv, rest, drawn_rest):
-            ratios = f'{c / conv[0]:.2f}x' + (
-                f' + {r / rest[0]:.2f}x' if rest[0] > 0 else '')
+            # No ratio to a zero (a profile without convolutions, or a
+            # first row without rest).
+            ratios = ' + '.join(
+                f'{a / b:.2f}x' if b > 0 else '-'
+                for a, b in ((c, conv[0]), (r, rest[0])))
             ax.text(c + d, offset, f' {ratios} {MODE_TITLES[mode]}',
                     va='center', fontsize=7)
     ax.set_xlim(0, max(c + max(r, 0.0) for _, split in rows

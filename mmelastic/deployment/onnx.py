@@ -63,8 +63,9 @@ def require(*names):
             missing.append(name)
     if missing:
         raise DeploymentError(
-            f'ONNX export needs {", ".join(missing)}, which is not '
-            'installed; install the deploy extra: pip install -r '
+            f'{", ".join(missing)} {"is" if len(missing) == 1 else "are"} '
+            'not installed (ONNX export and its runtimes need them); '
+            'install the deploy extra: pip install -r '
             'requirements/deploy.txt (or pip install "mmelastic[deploy]")')
     return modules
 
@@ -249,6 +250,38 @@ def _sorted_ms(times, steps):
                         if ms > 0), key=lambda item: -item[1]))
 
 
+def _check_steps(steps):
+    if steps < 1:
+        raise DeploymentError(f'profile at least 1 step, not {steps}')
+
+
+def onnxruntime_kernel_times(events, steps):
+    """Kernel time per op type in an ONNX Runtime profile trace.
+
+    Args:
+        events (list[dict]): The trace (``end_profiling()``'s JSON) of
+            ``steps + 1`` runs, the first of them untimed.
+        steps (int): The timed runs.
+
+    Returns:
+        dict: ``op type -> ms per run`` over the timed runs, largest first.
+    """
+    runs = sorted(e['ts'] for e in events if e.get('name') == 'model_run')
+    if len(runs) != steps + 1:
+        raise DeploymentError(
+            f'ONNX Runtime\'s profile has {len(runs)} runs, not '
+            f'{steps + 1}; cannot tell the untimed run apart')
+    times = {}
+    for e in events:
+        # Node events of the untimed first run start before the second run
+        # does.
+        if e.get('cat') == 'Node' and e['name'].endswith(
+                '_kernel_time') and e['ts'] >= runs[1]:
+            op = e['args']['op_name']
+            times[op] = times.get(op, 0.0) + e['dur'] / 1000
+    return _sorted_ms(times, steps)
+
+
 class OnnxRuntimeModel:
     """An exported graph in an ONNX Runtime CPU session.
 
@@ -307,6 +340,7 @@ class OnnxRuntimeModel:
         import tempfile
 
         import onnxruntime as ort
+        _check_steps(steps)
         feed = {self.input_name: _as_input(inputs)}
         with tempfile.TemporaryDirectory(prefix='mmelastic_ort_') as tmp:
             options = self._options()
@@ -318,20 +352,7 @@ class OnnxRuntimeModel:
                 session.run(None, feed)
             with open(session.end_profiling()) as f:
                 events = json.load(f)
-        runs = sorted(e['ts'] for e in events if e.get('name') == 'model_run')
-        if len(runs) != steps + 1:
-            raise DeploymentError(
-                f'ONNX Runtime\'s profile has {len(runs)} runs, not '
-                f'{steps + 1}; cannot tell the untimed run apart')
-        times = {}
-        for e in events:
-            # Node events of the untimed first run start before the second
-            # run does.
-            if e.get('cat') == 'Node' and e['name'].endswith(
-                    '_kernel_time') and e['ts'] >= runs[1]:
-                op = e['args']['op_name']
-                times[op] = times.get(op, 0.0) + e['dur'] / 1000
-        return _sorted_ms(times, steps)
+        return onnxruntime_kernel_times(events, steps)
 
 
 class OpenVinoModel:
@@ -395,6 +416,7 @@ class OpenVinoModel:
         Returns:
             dict: ``node type -> ms per run``, largest first.
         """
+        _check_steps(steps)
         compiled = self.core.compile_model(
             self.path, 'CPU', dict(self.config, PERF_COUNT=True))
         request = compiled.create_infer_request()

@@ -107,7 +107,8 @@ def parse_args(argv=None):
         'NAME:straightforward), in the same interleaved rounds')
     parser.add_argument(
         '--no-memory', action='store_true',
-        help='skip the peak-memory subprocesses')
+        help='skip the peak-memory subprocesses (never run with '
+        'onnxruntime or openvino rows)')
     parser.add_argument(
         '--profile', type=int, default=0, metavar='STEPS',
         help='after the timed rounds, profile STEPS steps of every model '

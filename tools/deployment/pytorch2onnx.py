@@ -78,7 +78,6 @@ def parse_args(argv=None):
         'batches')
     parser.add_argument(
         '--runtime', choices=('onnxruntime', 'openvino'),
-        default='onnxruntime',
         help='--verify: run the graph in ONNX Runtime (default) or '
         'OpenVINO (float32)')
     parser.add_argument(
@@ -100,6 +99,10 @@ def parse_args(argv=None):
         parser.error('--opset-version must be a positive opset number')
     if args.atol < 0:
         parser.error('--atol must be 0 or more')
+    if args.runtime and not args.verify:
+        parser.error(f'--runtime {args.runtime} only chooses where --verify '
+                     'runs the graph; add --verify')
+    args.runtime = args.runtime or 'onnxruntime'
     if args.checkpoint is not None and not osp.isfile(args.checkpoint):
         parser.error(f'--checkpoint {args.checkpoint!r} is not a file')
     return args
