@@ -210,15 +210,6 @@ def check_backends(backends, device, modes, pytorch_options=None,
     return backends
 
 
-def _runtime_version(backend):
-    """The installed version of an exported backend's runtime."""
-    if backend == 'onnxruntime':
-        import onnxruntime
-        return onnxruntime.__version__
-    import openvino
-    return openvino.get_version().split('-')[0]
-
-
 def interleaved_schedule(num_models, rounds):
     """Model order of each round: given order in even rounds, reversed in
     odd ones (ABBA), so every model runs as often first as last.
@@ -629,11 +620,8 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
         conv_time=conv_time,
         threads=torch.get_num_threads(), warmup=warmup, reps=reps,
         modes=modes, torch=torch.__version__, backends=backends,
-        onnxruntime=_runtime_version('onnxruntime')
-        if 'onnxruntime' in backends else None,
-        openvino=_runtime_version('openvino') if 'openvino' in backends
-        else None,
-        openvino_precision=None,
+        # Filled in from the runtimes below.
+        onnxruntime=None, openvino=None, openvino_precision=None,
         cuda_device=torch.cuda.get_device_name(dev)
         if dev.type == 'cuda' else None)
     variants = []  # (row name, config, fast path, backend)
@@ -653,6 +641,7 @@ def run_benchmark(models, device='cpu', batch=8, size=224, amp=False,
                 # --amp: OpenVINO in bf16; ONNX Runtime stays float32.
                 precision='bf16' if dtype is not None
                 and runner_backend == 'openvino' else 'f32')
+            settings[runner_backend] = runner.runtime.version
             if runner_backend == 'openvino':
                 # What OpenVINO computes in (bf16 falls back to f32 on CPUs
                 # without bfloat16 instructions).

@@ -298,9 +298,6 @@ class OnnxRuntimeModel:
             place in the round; 0.83x-0.84x in both places without).
     """
 
-    runtime = 'onnxruntime'
-    precision = 'f32'
-
     def __init__(self, path, threads=None, spinning=True):
         ort, = require('onnxruntime')
         self.path, self.threads, self.spinning = path, threads, spinning
@@ -371,8 +368,6 @@ class OpenVinoModel:
             with bfloat16 instructions is bf16. On a CPU without them bf16
             falls back to f32; :attr:`precision` says which one runs.
     """
-
-    runtime = 'openvino'
 
     def __init__(self, path, threads=None, precision='f32'):
         ov, = require('openvino')
