@@ -20,7 +20,6 @@ Example:
     python tools/demo.py                      # the README's main job
     python tools/demo.py --seeds 0 1 2 --epochs 12
 """
-import argparse
 import json
 import logging
 import os
@@ -43,7 +42,8 @@ SUBSETS = ('S', 'M', 'M+S', 'L', 'L+S', 'L+M', 'L+M+S')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    from mmelastic.utils.runner_tool import docstring_parser
+    parser = docstring_parser(__doc__)
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--data-root', default='data/demo')
     parser.add_argument(

@@ -15,7 +15,6 @@ Examples:
     python tools/test.py CONFIG work_dirs/x/epoch_12.pth
     bash tools/dist_test.sh CONFIG CHECKPOINT 8 --out results.pkl
 """
-import argparse
 import os.path as osp
 import sys
 from copy import deepcopy
@@ -33,14 +32,13 @@ from mmengine.config import Config, ConfigDict
 
 from mmelastic.utils import distributed_run, setup_cpu_distributed
 from mmelastic.utils.runner_tool import (add_runner_options, build_runner,
+                                         docstring_parser,
                                          export_local_rank,
                                          merge_runner_options)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Test (and evaluate) a model (mmpretrain or mmseg '
-        'config)')
+    parser = docstring_parser(__doc__)
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(

@@ -12,7 +12,6 @@ Examples:
     python tools/train.py CONFIG --resume work_dirs/run1/epoch_3.pth
     bash tools/dist_train.sh CONFIG 8 --amp
 """
-import argparse
 import logging
 import os.path as osp
 import sys
@@ -32,13 +31,13 @@ from mmengine.logging import print_log
 
 from mmelastic.utils import distributed_run, setup_cpu_distributed
 from mmelastic.utils.runner_tool import (add_runner_options, build_runner,
+                                         docstring_parser,
                                          export_local_rank,
                                          merge_runner_options)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Train a model (mmpretrain or mmseg config)')
+    parser = docstring_parser(__doc__)
     parser.add_argument('config', help='train config file path')
     parser.add_argument(
         '--resume',

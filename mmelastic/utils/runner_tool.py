@@ -77,3 +77,29 @@ def build_runner(cfg):
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
+
+
+def docstring_parser(doc, **kwargs):
+    """An ``argparse`` parser whose ``--help`` shows a tool's docstring.
+
+    The docstring's first paragraph is the description; the rest (usage
+    notes and example commands) follows the options as written, so that
+    example commands split over lines with a trailing backslash can be
+    copied from ``--help`` as they are. Give such docstrings an ``r``
+    prefix: in a plain string literal a backslash at a line end joins the
+    lines.
+
+    Args:
+        doc (str): The tool's module docstring.
+        **kwargs: Further :class:`argparse.ArgumentParser` arguments.
+
+    Returns:
+        argparse.ArgumentParser: The parser.
+    """
+    import argparse
+    summary, _, rest = doc.strip('\n').partition('\n\n')
+    return argparse.ArgumentParser(
+        description=' '.join(summary.split()),
+        epilog=rest.strip('\n') or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs)

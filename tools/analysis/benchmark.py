@@ -1,5 +1,5 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""Inference / training throughput and peak memory of models, interleaved.
+r"""Inference / training throughput and peak memory of models, interleaved.
 
 Examples:
     python tools/analysis/benchmark.py --models resnext50_mmpretrain \
@@ -40,7 +40,6 @@ With --backend onnxruntime or openvino every model is exported to ONNX
 (the straightforward path of the Elastic blocks) and timed in ONNX Runtime
 or OpenVINO (float32; OpenVINO in bfloat16 with --amp).
 """
-import argparse
 import json
 import logging
 import sys
@@ -56,10 +55,8 @@ from mmelastic.analysis.benchmark import (AMP_DTYPES, BACKENDS,
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n')[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='\n'.join(__doc__.split('\n')[1:]))
+    from mmelastic.utils.runner_tool import docstring_parser
+    parser = docstring_parser(__doc__)
     parser.add_argument('configs', nargs='*', help='config files')
     parser.add_argument(
         '--models', nargs='+', default=[], metavar='NAME',

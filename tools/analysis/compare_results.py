@@ -1,5 +1,5 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""Table 4 of ELASTIC: relative improvement per object-size image subset.
+r"""Table 4 of ELASTIC: relative improvement per object-size image subset.
 
 Given the result dumps of an ELASTIC model and of its baseline on the same
 COCO-format test set, print for each image subset of the paper's Table 4
@@ -27,7 +27,6 @@ Example:
         work_dirs/baseline.pkl
     python tools/analysis/compare_results.py e.pkl b.pkl --json table4.json
 """
-import argparse
 import json
 import math
 import os.path as osp
@@ -212,9 +211,8 @@ def _nan_to_none(value):
 
 
 def main(argv: Optional[list] = None) -> Dict[str, dict]:
-    parser = argparse.ArgumentParser(
-        description='Relative CF1/OF1 improvement of an ELASTIC model over '
-        'its baseline per object-size subset (Table 4 of the paper).')
+    from mmelastic.utils.runner_tool import docstring_parser
+    parser = docstring_parser(__doc__)
     parser.add_argument('elastic', help='result dump of the ELASTIC model')
     parser.add_argument('baseline', help='result dump of the baseline')
     parser.add_argument(

@@ -1,5 +1,5 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""Print parameters and FLOPs of configs beside the ELASTIC paper's figures.
+r"""Print parameters and FLOPs of configs beside the ELASTIC paper's figures.
 
 Examples:
     python tools/analysis/get_flops.py configs/imagenet/resnext50_elastic.py
@@ -18,7 +18,6 @@ and the activation memory a training forward pass keeps for its backward
 pass (see ``mmelastic.analysis.feature_map_traffic``); ``--json`` also
 holds the writes per ATen op (``written_by_op``).
 """
-import argparse
 import json
 import logging
 import os.path as osp
@@ -35,8 +34,9 @@ from mmelastic.analysis import (PAPER_IMAGENET, feature_map_traffic,
                                 model_complexity)
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def parse_args(argv=None):
+    from mmelastic.utils.runner_tool import docstring_parser
+    parser = docstring_parser(__doc__)
     parser.add_argument('configs', nargs='*', help='config files')
     parser.add_argument(
         '--all', metavar='DIR', help='every *.py config in DIR (sorted)')
@@ -49,7 +49,7 @@ def parse_args():
         '--traffic', action='store_true',
         help='also count feature-map writes and activation memory')
     parser.add_argument('--json', metavar='FILE', help='also write JSON')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.all:
         args.configs += sorted(glob(osp.join(args.all, '*.py')))
     if not args.configs:

@@ -1,5 +1,5 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""Scale-policy analysis of a trained Elastic classifier (ELASTIC Sec.
+r"""Scale-policy analysis of a trained Elastic classifier (ELASTIC Sec.
 4.1.1, Figures 5 and 6, and the interactive demo of Appendix C).
 
 For every image of the config's test set (or of ``--data-root``) and every
@@ -31,7 +31,6 @@ Examples:
         checkpoints/imagenet/resnext50_elastic.pth --data-root data/imagenet \
         --device cuda --batch-size 64 --out-dir work_dirs/policy_imagenet
 """
-import argparse
 import os.path as osp
 import sys
 import time
@@ -55,9 +54,8 @@ class ScalePolicyToolError(Exception):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Scale-policy analysis (ELASTIC Sec. 4.1.1): per-image '
-        'scores of every Elastic block, figures and an HTML demo')
+    from mmelastic.utils.runner_tool import docstring_parser
+    parser = docstring_parser(__doc__)
     parser.add_argument('config', help='config of the Elastic model')
     parser.add_argument('checkpoint', help='its checkpoint (.pth)')
     parser.add_argument(

@@ -1,5 +1,5 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""Scale stress test (ELASTIC Sec. 4.2, Figure 7): test one trained model at
+r"""Scale stress test (ELASTIC Sec. 4.2, Figure 7): test one trained model at
 several input resolutions.
 
 The paper tests a COCO model trained at 224x224 on images resized to 96x96,
@@ -41,7 +41,6 @@ Examples:
         --baseline-config configs/coco/resnext50.py \
         --baseline-checkpoint work_dirs/y/epoch_36.pth --device cuda
 """
-import argparse
 import copy
 import json
 import logging
@@ -81,9 +80,9 @@ class StressTestError(Exception):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Scale stress test (ELASTIC Fig. 7): test a model at '
-        'several input sizes, optionally against its baseline')
+    _import_mmelastic()
+    from mmelastic.utils.runner_tool import docstring_parser
+    parser = docstring_parser(__doc__)
     parser.add_argument('config', help='config of the model (e.g. Elastic)')
     parser.add_argument('checkpoint', help='its checkpoint (.pth)')
     parser.add_argument(
@@ -100,7 +99,6 @@ def parse_args(argv=None):
         '--data-root',
         help='dataset root replacing the test set\'s data_root (e.g. '
         'data/demo/coco), for both models')
-    _import_mmelastic()
     from mmelastic.analysis.tool_args import add_evaluation_options
     add_evaluation_options(
         parser, 'override settings of both configs, key=value (mmengine '

@@ -1,5 +1,5 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""Turn the real photos shipped in the labelme 6.3.1 sdist into COCO and VOC.
+r"""Turn the real photos shipped in the labelme 6.3.1 sdist into COCO and VOC.
 
 The labelme 6.3.1 source distribution on PyPI carries three PASCAL VOC 2011
 photos (2011_000003, 2011_000006, 2011_000025) annotated in COCO instance

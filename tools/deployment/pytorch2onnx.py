@@ -1,5 +1,5 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""Export a classifier or segmentor config (and checkpoint) to ONNX.
+r"""Export a classifier or segmentor config (and checkpoint) to ONNX.
 
 Examples:
     python tools/deployment/pytorch2onnx.py \
@@ -28,7 +28,6 @@ float32) and compares with PyTorch on random batches of 1 and 2 images
 second size). Needs the deploy extra:
 ``pip install -r requirements/deploy.txt``.
 """
-import argparse
 import os
 import os.path as osp
 import sys
@@ -39,10 +38,8 @@ import torch
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n')[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='\n'.join(__doc__.split('\n')[1:]))
+    from mmelastic.utils.runner_tool import docstring_parser
+    parser = docstring_parser(__doc__)
     parser.add_argument('config', help='config file')
     parser.add_argument(
         '--checkpoint', help='checkpoint to load (default: none; the '

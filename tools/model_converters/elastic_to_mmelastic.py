@@ -1,5 +1,5 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""Convert an official ELASTIC checkpoint (allenai/elastic) to mmelastic.
+r"""Convert an official ELASTIC checkpoint (allenai/elastic) to mmelastic.
 
 Examples:
     python tools/model_converters/elastic_to_mmelastic.py \
@@ -14,7 +14,6 @@ list of unused, unfilled and mis-shaped keys rather than write a partial
 model. Single-branch ResNeXt-50/101 32x4d weights (torchvision or
 mmpretrain layout) convert into the two-branch baselines too.
 """
-import argparse
 import os
 import os.path as osp
 import sys
@@ -26,7 +25,8 @@ from mmelastic.converters import ConversionError, convert_checkpoint  # noqa
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    from mmelastic.utils.runner_tool import docstring_parser
+    parser = docstring_parser(__doc__)
     parser.add_argument('src', help='official checkpoint (.pth.tar / .pth)')
     parser.add_argument('dst', help='output mmengine checkpoint')
     parser.add_argument('--arch', help='force the architecture, e.g. '
