@@ -11,9 +11,17 @@ The config's ``default_scope`` picks the library's conventions:
   ``--show-dir`` draws the predictions into DIR; ``--tta`` uses the config's
   ``tta_pipeline`` and ``tta_model``.
 
+Instead of a checkpoint it tests an exported graph (``MODEL.onnx``, from
+tools/deployment/pytorch2onnx.py) in ONNX Runtime or OpenVINO
+(``--runtime``): the config's data pipeline, preprocessing, head or
+segmentor post-processing and evaluator stay the same, only the network
+runs in the runtime (needs requirements/deploy.txt).
+
 Examples:
     python tools/test.py CONFIG work_dirs/x/epoch_12.pth
     bash tools/dist_test.sh CONFIG CHECKPOINT 8 --out results.pkl
+    python tools/test.py CONFIG work_dirs/model.onnx --runtime openvino \
+        --precision bf16
 """
 import os.path as osp
 import sys
@@ -29,7 +37,9 @@ except ImportError as err:
 
 import mmengine
 from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
 
+from mmelastic.deployment.onnx import OPENVINO_PRECISIONS, RUNTIMES
 from mmelastic.utils import distributed_run, setup_cpu_distributed
 from mmelastic.utils.runner_tool import (add_runner_options, build_runner,
                                          docstring_parser,
@@ -40,7 +50,10 @@ from mmelastic.utils.runner_tool import (add_runner_options, build_runner,
 def parse_args(argv=None):
     parser = docstring_parser(__doc__)
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file, or an exported .onnx graph to test in '
+        '--runtime')
     parser.add_argument(
         '--out',
         help='mmpretrain configs: a .pkl file for the predictions (or the '
@@ -67,6 +80,19 @@ def parse_args(argv=None):
         '--no-pin-memory',
         action='store_true',
         help='disable pin_memory in the dataloader (mmpretrain configs)')
+    parser.add_argument(
+        '--runtime',
+        choices=RUNTIMES,
+        help='a .onnx checkpoint: run it in ONNX Runtime (default) or '
+        'OpenVINO')
+    parser.add_argument(
+        '--precision',
+        choices=OPENVINO_PRECISIONS,
+        help='a .onnx checkpoint in OpenVINO: compute in f32 (default) or '
+        'bf16')
+    parser.add_argument(
+        '--threads', type=int, help="a .onnx checkpoint: the runtime's "
+        'threads (default: its own)')
     add_runner_options(
         parser,
         work_dir_help='the directory to save the evaluation metrics '
@@ -75,6 +101,15 @@ def parse_args(argv=None):
     export_local_rank(args)
     if args.out_item is not None and args.out is None:
         parser.error('--out-item needs --out FILE')
+    if not args.checkpoint.endswith('.onnx'):
+        given = [f'--{name}' for name in ('runtime', 'precision', 'threads')
+                 if getattr(args, name) is not None]
+        if given:
+            parser.error(f'{", ".join(given)}: only for an exported .onnx '
+                         'graph, not a checkpoint')
+    elif args.precision == 'bf16' and args.runtime != 'openvino':
+        parser.error('--precision bf16 needs --runtime openvino (ONNX '
+                     'Runtime runs the graphs in f32)')
     return args
 
 
@@ -169,7 +204,9 @@ def merge_args(cfg, args):
         raise FileNotFoundError(
             f'checkpoint {args.checkpoint} does not exist; pass a .pth '
             'written by tools/train.py (or a URL).')
-    cfg.load_from = args.checkpoint
+    # An exported graph replaces the network's weights: nothing to load.
+    cfg.load_from = None if args.checkpoint.endswith('.onnx') \
+        else args.checkpoint
 
     if cfg.get('default_scope') == 'mmseg':
         merge_mmseg_args(cfg, args)
@@ -185,6 +222,9 @@ def main(argv=None):
     cfg = merge_args(Config.fromfile(args.config), args)
 
     runner = build_runner(cfg)
+    timer = None
+    if args.checkpoint.endswith('.onnx'):
+        timer = route_runner_to_graph(runner, args)
 
     is_seg = cfg.get('default_scope') == 'mmseg'
     if args.out and not is_seg and (args.out_item or 'pred') == 'pred':
@@ -196,6 +236,31 @@ def main(argv=None):
         metrics = runner.test()
         if args.out and not is_seg and args.out_item == 'metrics':
             mmengine.dump(metrics, args.out)
+    if timer is not None:
+        print_log(timer.summary(), logger='current')
+
+
+def route_runner_to_graph(runner, args):
+    """Make the runner's model predict with the exported graph.
+
+    Returns:
+        RuntimeTimer: Counts the graph's images and time.
+    """
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+
+    from mmelastic.deployment.evaluation import (RuntimeTimer,
+                                                 route_predictions)
+    from mmelastic.deployment.onnx import load_runtime
+    model = runner.model
+    if is_model_wrapper(model):
+        model = model.module
+    if isinstance(model, BaseTTAModel):
+        model = model.module
+    timer = RuntimeTimer(
+        load_runtime(args.checkpoint, args.runtime or 'onnxruntime',
+                     threads=args.threads, precision=args.precision or 'f32'))
+    route_predictions(model, timer)
+    return timer
 
 
 if __name__ == '__main__':

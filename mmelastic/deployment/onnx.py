@@ -18,9 +18,8 @@ What the graph takes and returns:
 
 * input ``input``: a float32 ``(N, 3, H, W)`` batch, normalized as the
   config's ``data_preprocessor`` does (mean/std, BGR to RGB); ``N`` is
-  dynamic unless ``dynamic_batch=False``; ``H`` and ``W`` are fixed (the
-  Elastic blocks pad odd sizes, which depends on the size), or free in
-  multiples of ``size_multiple`` (32: every block then sees even sizes).
+  dynamic unless ``dynamic_batch=False``; ``H`` and ``W`` are fixed, or
+  free (any size) with ``dynamic_size=True``.
 * classifiers, output ``scores`` (softmax for single-label heads, sigmoid
   for multi-label ones, as the head's ``predict`` scores) or ``logits``;
 * segmentors, output ``seg_logits``: ``(N, classes, H, W)``, resized to the
@@ -31,6 +30,7 @@ Import it as ``mmelastic.deployment.onnx``; it needs the ``deploy`` extra
 (``pip install -r requirements/deploy.txt``: onnx, onnxscript, onnxruntime,
 openvino).
 """
+import contextlib
 import importlib
 import os
 import os.path as osp
@@ -39,6 +39,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from mmelastic.models.utils.resample import even_free_sizes
 
 OUTPUTS = ('scores', 'logits')
 #: Default opset: None, torch's exporter's own (20 with torch 2.14.1).
@@ -144,8 +146,13 @@ def _check_shape(shape):
     return tuple(int(s) for s in shape)
 
 
+#: With free sizes the graph is traced at least this large, so that no map
+#: of the example is 1x1 (torch.export treats sizes of 1 as special).
+MIN_TRACED_SIZE = 64
+
+
 def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
-                dynamic_batch=True, size_multiple=None,
+                dynamic_batch=True, dynamic_size=False,
                 opset_version=OPSET_VERSION):
     """Export an eval-mode classifier or segmentor to an ONNX file.
 
@@ -154,17 +161,24 @@ def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
             (put in eval mode here).
         path (str): The ``.onnx`` file to write (its folder is created).
         shape (tuple): Example input ``(N, 3, H, W)``; ``H`` and ``W`` are
-            fixed in the graph unless ``size_multiple`` is given.
+            fixed in the graph unless ``dynamic_size``.
         output (str | None): ``'scores'`` or ``'logits'`` (classifiers), or
             None (:class:`ExportWrapper`).
         dynamic_batch (bool): Leave the batch size free. Default: True.
-        size_multiple (int, optional): Leave the height and width free, as
-            any multiples of this number (``H`` and ``W`` of ``shape`` must
-            be multiples of it too). 32 suits every model here: the Elastic
-            blocks then see even sizes (no padding before pooling, which
-            would depend on the size) and every stride divides exactly.
-            Other sizes are not supported (some fail in the runtime).
-            Default: None (fixed size).
+        dynamic_size (bool | int): Leave the height and width free.
+            ``True`` (or 1): any size, odd ones included; the graph computes
+            what the model computes at that size (the Elastic blocks pad
+            and crop for odd sizes without a branch on the parity, see
+            :func:`mmelastic.models.utils.resample.pad_to_even`), traced at
+            ``H``, ``W`` or :data:`MIN_TRACED_SIZE`, whichever is larger.
+            A multiple of 32, ``k``: any multiples of ``k`` (``H`` and ``W``
+            must be multiples too), traced at ``H``, ``W`` or ``2k``; every
+            Elastic block then sees even maps, so the graph has no padding
+            or cropping, which ONNX Runtime runs much faster (see the
+            README's Deployment section). Either way the model is traced once more
+            at a second size to check that the graph does not depend on
+            the traced size, so the export takes twice as long.
+            Default: False.
         opset_version (int, optional): ONNX opset. Default:
             :data:`OPSET_VERSION`.
 
@@ -172,41 +186,109 @@ def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
         str: The output name of the graph.
 
     Raises:
-        DeploymentError: For a bad shape or output, a missing package, or an
-            export that fails (no file is left behind).
+        DeploymentError: For a bad shape or output, a missing package, an
+            export that fails, or, with ``dynamic_size``, a model whose graph
+            depends on the size it was traced at (no file is left behind).
     """
-    require('onnx', 'onnxscript')
+    onnx, _ = require('onnx', 'onnxscript')
     shape = _check_shape(shape)
-    if size_multiple is not None and (
-            size_multiple < 1 or shape[2] % size_multiple
-            or shape[3] % size_multiple):
-        raise DeploymentError(
-            f'with size_multiple={size_multiple} the example height and '
-            f'width must be positive multiples of it, not {shape[2:]}')
     dims = {}
     if dynamic_batch:
         dims[0] = torch.export.Dim('batch')
-    if size_multiple:
-        # The sizes are size_multiple * k: torch.export can then prove the
+    multiple = _size_multiple(dynamic_size, shape)
+    if multiple == 1:
+        # DYNAMIC, not a named Dim: the stages' sizes are floor divisions
+        # of the input's, and torch.export cannot prove the (always true)
+        # relations between them that a named Dim would need; it keeps
+        # them as checks of the traced program instead.
+        dims[2] = dims[3] = torch.export.Dim.DYNAMIC
+        shape = shape[:2] + tuple(
+            max(size, MIN_TRACED_SIZE) for size in shape[2:])
+        step = SECOND_TRACE_OFFSET
+    elif multiple:
+        # The sizes are multiple * k: torch.export can then prove the
         # strides and 2x pools exact instead of guarding on parities.
-        dims[2] = size_multiple * torch.export.Dim('height_blocks')
-        dims[3] = size_multiple * torch.export.Dim('width_blocks')
+        dims[2] = multiple * torch.export.Dim('height_blocks')
+        dims[3] = multiple * torch.export.Dim('width_blocks')
         # torch.export would fix a size of one multiple (k = 1) as a
         # constant; the example's values do not matter, only its shape.
         shape = shape[:2] + tuple(
-            max(size, 2 * size_multiple) for size in shape[2:])
+            max(size, 2 * multiple) for size in shape[2:])
+        step = multiple
     dynamic_shapes = {'inputs': dims} if dims else None
     wrapper = ExportWrapper(model.eval(), output).eval()
-    param = next(model.parameters(), None)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp, second = path + '.part', path + '.check.part'
+    try:
+        # In multiples of 32 every Elastic block sees even maps.
+        tracing = even_free_sizes if multiple > 1 else contextlib.nullcontext
+        with tracing():
+            _export_once(wrapper, tmp, shape, dynamic_shapes, opset_version)
+        if multiple:
+            # A model that reads its size as a Python number (int(),
+            # float(), a branch on it) is traced at the example's size:
+            # torch.export keeps that as a check of the traced program,
+            # which the ONNX graph drops, so the graph would run at every
+            # size but compute the traced size's result. Tracing a second
+            # size shows it: the two graphs differ.
+            other = shape[:2] + tuple(size + step for size in shape[2:])
+            with tracing():
+                _export_once(wrapper, second, other, dynamic_shapes,
+                             opset_version)
+            if _graph_signature(onnx, tmp) != _graph_signature(
+                    onnx, second):
+                raise DeploymentError(
+                    f'{type(model).__name__} cannot be exported with free '
+                    f'sizes: its graph traced at {shape[2]}x{shape[3]} '
+                    f'differs from the one traced at {other[2]}x{other[3]},'
+                    ' so it reads its input size as a Python number '
+                    '(int(), float(), or a branch on it) and a free-size '
+                    'graph would compute the traced size\'s result at every'
+                    ' size; export a fixed size instead (no --dynamic-size)')
+        os.replace(tmp, path)
+    finally:
+        for part in (tmp, second):
+            if osp.exists(part):
+                os.remove(part)
+    return wrapper.output_name
+
+
+#: With free sizes of any value the model is traced a second time at its
+#: height and width plus this (odd, so every map up to stride 32 changes
+#: its parity); in multiples of ``k``, plus ``k``.
+SECOND_TRACE_OFFSET = 33
+
+
+def _size_multiple(dynamic_size, shape):
+    """int: What free sizes are multiples of (1: any size; 0: fixed)."""
+    if dynamic_size is False or dynamic_size is None:
+        return 0
+    multiple = 1 if dynamic_size is True else dynamic_size
+    if not isinstance(multiple, int) or multiple < 1:
+        raise DeploymentError(
+            'dynamic_size must be True, False or a positive multiple, not '
+            f'{dynamic_size!r}')
+    if multiple > 1 and multiple % 32:
+        raise DeploymentError(
+            f'dynamic_size={multiple}: free sizes must be any (True) or '
+            'multiples of 32, so that every Elastic block sees even maps')
+    if shape[2] % multiple or shape[3] % multiple:
+        raise DeploymentError(
+            f'with dynamic_size={multiple} the example height and width '
+            f'must be multiples of it, not {shape[2]}x{shape[3]}')
+    return multiple
+
+
+def _export_once(wrapper, path, shape, dynamic_shapes, opset_version):
+    """Trace ``wrapper`` at ``shape`` and write the ONNX file ``path``."""
+    param = next(wrapper.parameters(), None)
     device = param.device if param is not None else 'cpu'
     example = torch.randn(shape, device=device)
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = path + '.part'
     try:
         with torch.no_grad():
             torch.onnx.export(
                 wrapper, (example, ),
-                tmp,
+                path,
                 dynamo=True,
                 input_names=['input'],
                 output_names=[wrapper.output_name],
@@ -214,17 +296,30 @@ def export_onnx(model, path, shape=(1, 3, 224, 224), output='scores',
                 opset_version=opset_version,
                 external_data=False,
                 verbose=False)
-        os.replace(tmp, path)
     except Exception as err:
-        hint = '' if not size_multiple else (
-            f' (with free sizes in multiples of {size_multiple}; a larger '
-            'multiple, or a fixed size, may export)')
-        raise DeploymentError(f'exporting {type(model).__name__} to ONNX '
-                              f'failed{hint}: {err}') from err
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-    return wrapper.output_name
+        raise DeploymentError(f'exporting {type(wrapper.model).__name__} '
+                              f'to ONNX failed: {err}') from err
+
+
+def _graph_signature(onnx, path):
+    """What an ONNX graph computes, without its names: each node's op type
+    and attributes (constants included), in order, and the initializers'
+    values."""
+    graph = onnx.load(path).graph
+
+    def value(attr):
+        got = onnx.helper.get_attribute_value(attr)
+        if isinstance(got, onnx.TensorProto):
+            return onnx.numpy_helper.to_array(got).tobytes()
+        return repr(got)
+
+    nodes = [(node.op_type, node.domain,
+              sorted((attr.name, value(attr)) for attr in node.attribute))
+             for node in graph.node]
+    weights = sorted(
+        onnx.numpy_helper.to_array(init).tobytes()
+        for init in graph.initializer)
+    return nodes, weights
 
 
 #: Runtimes that run exported graphs here (both on the CPU).
@@ -298,12 +393,20 @@ class OnnxRuntimeModel:
             place in the round; 0.83x-0.84x in both places without).
     """
 
+    runtime = 'onnxruntime'
+    precision = 'f32'
+
     def __init__(self, path, threads=None, spinning=True):
         ort, = require('onnxruntime')
         self.path, self.threads, self.spinning = path, threads, spinning
         self.session = ort.InferenceSession(
             path, self._options(), providers=['CPUExecutionProvider'])
-        self.input_name = self.session.get_inputs()[0].name
+        graph_input = self.session.get_inputs()[0]
+        self.input_name = graph_input.name
+        #: The graph's input shape, None where a size is free.
+        self.input_shape = tuple(
+            dim if isinstance(dim, int) else None
+            for dim in graph_input.shape)
         self.output_name = self.session.get_outputs()[0].name
         self.version = ort.__version__
 
@@ -369,6 +472,8 @@ class OpenVinoModel:
             falls back to f32; :attr:`precision` says which one runs.
     """
 
+    runtime = 'openvino'
+
     def __init__(self, path, threads=None, precision='f32'):
         ov, = require('openvino')
         if precision not in OPENVINO_PRECISIONS:
@@ -385,6 +490,11 @@ class OpenVinoModel:
         self.compiled = self.core.compile_model(path, 'CPU', self.config)
         self.request = self.compiled.create_infer_request()
         self.precision = self._precision(self.compiled)
+        #: The graph's input shape, None where a size is free.
+        self.input_shape = tuple(
+            dim.get_length() if dim.is_static else None
+            for dim in self.compiled.input(0).get_partial_shape())
+        self.output_name = self.compiled.output(0).get_any_name()
 
     @staticmethod
     def _precision(compiled):

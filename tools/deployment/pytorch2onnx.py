@@ -19,7 +19,8 @@ Examples:
 The graph takes the normalized image batch (the config's data
 preprocessor's mean/std and channel order, printed at the end) as
 ``input``, with a free batch size unless --static-batch, a fixed height
-and width unless --dynamic-size (then any multiples of 32), and returns
+and width unless --dynamic-size (then any size, odd ones too, or with
+--dynamic-size 32 any multiples of 32, which runs faster), and returns
 ``scores`` (softmax, or sigmoid for multi-label heads; ``--output logits``
 for the raw logits) or, for segmentors, ``seg_logits`` at the input size.
 ``--verify`` runs it in ONNX Runtime (``--runtime openvino``: in OpenVINO,
@@ -58,10 +59,11 @@ def parse_args(argv=None):
         '--static-batch', action='store_true',
         help='fix the batch size to --batch (default: free)')
     parser.add_argument(
-        '--dynamic-size', nargs='?', type=int, const=32, default=None,
+        '--dynamic-size', nargs='?', type=int, const=1, default=None,
         metavar='MULTIPLE',
-        help='leave height and width free, as multiples of MULTIPLE '
-        '(default 32; --shape must be multiples of it)')
+        help='leave height and width free: any size (no MULTIPLE), or any '
+        'multiples of MULTIPLE (--shape must be multiples of it; 32 runs '
+        'faster: no padding or cropping for odd sizes)')
     parser.add_argument(
         '--batch', type=int, default=1,
         help='batch size of the example input (default: 1)')
@@ -181,6 +183,7 @@ def main(argv=None):
     segmentor = is_segmentor(model)
     height, width = input_size(args, cfg, segmentor)
     shape = (args.batch, 3, height, width)
+
     step = args.dynamic_size
     if step and (height % step or width % step):
         sys.exit(f'error: --dynamic-size {step} needs an example size in '
@@ -189,15 +192,17 @@ def main(argv=None):
 
     start = time.perf_counter()
     free = [] if args.static_batch else ['batch size']
-    if args.dynamic_size:
-        free.append(f'height and width in multiples of {args.dynamic_size}')
+    if step == 1:
+        free.append('height and width')
+    elif step:
+        free.append(f'height and width in multiples of {step}')
     log(f'exporting with input {shape}'
         + (f' ({", ".join(free)} free)' if free else '') + ' ...')
     try:
         output_name = export_onnx(
             model, output_file, shape, output=args.output,
             dynamic_batch=not args.static_batch,
-            size_multiple=args.dynamic_size,
+            dynamic_size=args.dynamic_size,
             opset_version=args.opset_version or OPSET_VERSION)
     except DeploymentError as err:
         sys.exit(f'error: {err}')
@@ -208,8 +213,11 @@ def main(argv=None):
 
     if args.verify:
         batches = [args.batch] if args.static_batch else [1, 2]
-        if args.dynamic_size:
-            step = args.dynamic_size
+        if step == 1:
+            # A second size, larger and odd in both dimensions.
+            shapes = [(batches[0], height, width),
+                      (batches[-1], (height + 17) | 1, (width + 33) | 1)]
+        elif step:
             shapes = [(batches[0], height, width),
                       (batches[-1], height + step, width + 2 * step)]
         else:
@@ -228,8 +236,9 @@ def main(argv=None):
             f'(atol {args.atol:g})')
 
     batch = 'N' if not args.static_batch else str(args.batch)
-    hw = ('H, W', f' (H, W: multiples of {args.dynamic_size})') \
-        if args.dynamic_size else (f'{height}, {width}', '')
+    hw = (f'{height}, {width}', '') if not step else (
+        'H, W', ' (H, W: any size)' if step == 1 else
+        f' (H, W: multiples of {step})')
     out_shape = f'({batch}, classes, {hw[0]})' if segmentor else \
         f'({batch}, classes)'
     log(f'graph: input ({batch}, 3, {hw[0]}) float32 -> '

@@ -51,10 +51,14 @@ class ElasticASPPHead(ASPPHead):
     def _forward_feature(self, inputs):
         x = self._transform_inputs(inputs)
         outs = list(self.aspp_modules(x))
+        # warning=False: mmseg's alignment warning reads the sizes with
+        # int(), which would fix them in an exported graph (and it never
+        # warns when upsampling the pooled 1x1 map).
         outs.append(
             resize(
                 self.image_pool(x),
                 size=x.shape[2:],
                 mode='bilinear',
-                align_corners=self.align_corners))
+                align_corners=self.align_corners,
+                warning=False))
         return self.bottleneck(torch.cat(outs, dim=1))

@@ -29,6 +29,7 @@ ones):
   a stride-1 2x2 average pool (the anti-aliasing part of the pool, without
   the subsampling).
 """
+import contextlib
 import math
 
 import torch
@@ -41,21 +42,81 @@ RESAMPLE_MODES = ('bilinear', 'nearest', 'trained', 'trained_dilated',
                   'trained_dilated_ap')
 
 
+#: Set while exporting free sizes that are multiples of 32 (see
+#: :func:`even_free_sizes`).
+_EVEN_FREE_SIZES = False
+
+
+@contextlib.contextmanager
+def even_free_sizes():
+    """Trace free sizes as even ones (exports in multiples of 32).
+
+    Traced for a graph with a free height or width, the Elastic blocks pad
+    and crop every map, since its parity is not known (see
+    :func:`pad_to_even`). When the input's sizes are multiples of 32, every
+    map an Elastic block sees is even, and inside this context they are
+    traced as such: no padding or cropping, which ONNX Runtime runs much
+    faster. The exporter (:func:`mmelastic.deployment.onnx.export_onnx`)
+    declares the sizes as multiples, so ``torch.export`` proves the
+    parities rather than assuming them.
+    """
+    global _EVEN_FREE_SIZES
+    before, _EVEN_FREE_SIZES = _EVEN_FREE_SIZES, True
+    try:
+        yield
+    finally:
+        _EVEN_FREE_SIZES = before
+
+
+def _free_parity(x):
+    """bool: Whether ``x`` is traced for an exported graph in which its
+    height or width may be odd or even (free sizes, outside
+    :func:`even_free_sizes`)."""
+    return (not _EVEN_FREE_SIZES and torch.compiler.is_exporting()
+            and any(isinstance(size, torch.SymInt)
+                    for size in x.shape[-2:]))
+
+
 def pad_to_even(x):
     """Replicate-pad 1 px at the bottom/right of odd spatial dims.
 
-    This is what the official code does before its 2x2 average pool, so that
-    no row or column is dropped and odd sizes round up.
+    This is what the official code does before its 2x2 average pool (or the
+    learned 2x2 stride-2 conv), so that no row or column is dropped and odd
+    sizes round up.
+
+    Exported with a free height or width whose parity is not known, every
+    map is padded instead: the 2x2 windows that follow never reach the
+    extra row or column of an even size, so the result is the same, and the
+    graph does not branch on the parity (it would otherwise compute the
+    traced size's parity at every size). The average pool does without the
+    pad there, see :func:`avg_pool_2x`.
     """
+    if _free_parity(x):
+        return F.pad(x, (0, 1, 0, 1), mode='replicate')
     h, w = x.shape[-2:]
     if h % 2 or w % 2:
         x = F.pad(x, (0, w % 2, 0, h % 2), mode='replicate')
     return x
 
 
+def avg_pool_2x(x):
+    """The 2x2 stride-2 average pool of :func:`pad_to_even`'s output.
+
+    Exported with a free height or width whose parity is not known, it is
+    one ceil-mode pool that averages the pixels each window covers: on an
+    odd edge the window holds a pixel and its replicated copy, so the mean
+    is the same, without a padded copy of the map.
+    """
+    if _free_parity(x):
+        return F.avg_pool2d(x, 2, 2, ceil_mode=True, count_include_pad=False)
+    return F.avg_pool2d(pad_to_even(x), 2, 2)
+
+
 def crop_to(x, size):
-    """Crop the bottom/right of ``x`` to the spatial ``size``."""
-    if x.shape[-2] != size[0] or x.shape[-1] != size[1]:
+    """Crop the bottom/right of ``x`` to the spatial ``size`` (always, in a
+    graph exported with free sizes of unknown parity; see
+    :func:`pad_to_even`)."""
+    if _free_parity(x) or x.shape[-2] != size[0] or x.shape[-1] != size[1]:
         x = x[..., :size[0], :size[1]]
     return x
 
@@ -133,7 +194,7 @@ class Resample2x(nn.Module):
         if self.mode in ('bilinear', 'nearest'):
             if fp.fast_path_enabled():
                 return fp.avg_pool_2x(pad_to_even(x))
-            return F.avg_pool2d(pad_to_even(x), 2, 2)
+            return avg_pool_2x(x)
         if self.mode == 'trained':
             return self.down_conv(pad_to_even(x))
         if self.mode == 'trained_dilated_ap':
