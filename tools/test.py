@@ -1,5 +1,6 @@
 # Copyright (c) mmelastic contributors. All rights reserved.
-"""Test (and evaluate) a checkpoint with an mmpretrain or mmseg config.
+r"""Test (and evaluate) a checkpoint or an exported graph with an
+mmpretrain or mmseg config.
 
 The config's ``default_scope`` picks the library's conventions:
 
