@@ -160,6 +160,24 @@ def test_segmentor_graph_equals_mmseg_inference(runtime, tmp_path):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
+def assert_graph_matches(model, path, runtime, shapes):
+    """The graph at ``path`` equals ``model`` (through :class:`ExportWrapper`)
+    in ``runtime`` on seeded random inputs of ``shapes``."""
+    wrapper = dep.ExportWrapper(model)
+    runner = dep.load_runtime(path, runtime, threads=1)
+    gen = torch.Generator().manual_seed(0)
+    for shape in shapes:
+        x = torch.randn(shape, generator=gen)
+        with torch.no_grad():
+            expected = wrapper(x)
+        got = torch.from_numpy(runner(x))
+        if dep.is_segmentor(model):
+            assert got.shape == (shape[0], 2) + shape[2:]
+        # The runtimes' kernels round differently from PyTorch's, more so
+        # on the larger maps (up to 1.8e-5 seen at 160x224).
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize('runtime', dep.RUNTIMES)
 @pytest.mark.parametrize('family', sorted(BACKBONES) + ['segmentor'])
 def test_free_height_and_width(family, runtime, tmp_path):
@@ -170,22 +188,11 @@ def test_free_height_and_width(family, runtime, tmp_path):
     dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
     assert [d.HasField('dim_param') for d in dims] == [True, False, True,
                                                         True]
-    wrapper = dep.ExportWrapper(model)
-    runner = dep.load_runtime(path, runtime, threads=1)
     # Odd and even sizes at every stride, maps of 1x1 at the last ones,
     # and sizes that are not multiples of anything.
-    gen = torch.Generator().manual_seed(0)
-    for shape in ((2, 3, 32, 32), (1, 3, 33, 47), (1, 3, 160, 224),
-                  (1, 3, 97, 161), (1, 3, 36, 30), (1, 3, 75, 64)):
-        x = torch.randn(shape, generator=gen)
-        with torch.no_grad():
-            expected = wrapper(x)
-        got = torch.from_numpy(runner(x))
-        if family == 'segmentor':
-            assert got.shape == (shape[0], 2) + shape[2:]
-        # The runtimes' kernels round differently from PyTorch's, more so
-        # on the larger maps (up to 1.8e-5 seen at 160x224).
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert_graph_matches(model, path, runtime,
+                         ((2, 3, 32, 32), (1, 3, 33, 47), (1, 3, 160, 224),
+                          (1, 3, 97, 161), (1, 3, 36, 30), (1, 3, 75, 64)))
 
 
 @pytest.mark.parametrize('runtime', dep.RUNTIMES)
@@ -200,15 +207,8 @@ def test_free_sizes_in_multiples_of_32(family, runtime, tmp_path):
     dep.export_onnx(model, path, (1, 3, 64, 96), dynamic_size=32)
     ops = {n.op_type for n in onnx.load(path).graph.node}
     assert 'AveragePool' in ops and not ops & {'Pad', 'Slice'}
-    wrapper = dep.ExportWrapper(model)
-    runner = dep.load_runtime(path, runtime, threads=1)
-    gen = torch.Generator().manual_seed(0)
-    for shape in ((2, 3, 32, 32), (1, 3, 160, 224), (1, 3, 96, 64)):
-        x = torch.randn(shape, generator=gen)
-        with torch.no_grad():
-            expected = wrapper(x)
-        torch.testing.assert_close(torch.from_numpy(runner(x)), expected,
-                                   rtol=1e-4, atol=1e-4)
+    assert_graph_matches(model, path, runtime,
+                         ((2, 3, 32, 32), (1, 3, 160, 224), (1, 3, 96, 64)))
 
 
 def test_free_size_needs_multiples(tmp_path):
@@ -257,15 +257,8 @@ def test_free_size_trained_filters_pad_every_map(tmp_path):
     path = str(tmp_path / 'free.onnx')
     dep.export_onnx(model, path, (1, 3, 64, 64), dynamic_size=True)
     assert [n for n in onnx.load(path).graph.node if n.op_type == 'Pad']
-    wrapper = dep.ExportWrapper(model)
-    runner = dep.load_runtime(path, 'onnxruntime', threads=1)
-    gen = torch.Generator().manual_seed(0)
-    for shape in ((1, 3, 64, 64), (1, 3, 33, 47), (2, 3, 40, 30)):
-        x = torch.randn(shape, generator=gen)
-        with torch.no_grad():
-            expected = wrapper(x)
-        torch.testing.assert_close(torch.from_numpy(runner(x)), expected,
-                                   rtol=1e-4, atol=1e-4)
+    assert_graph_matches(model, path, 'onnxruntime',
+                         ((1, 3, 64, 64), (1, 3, 33, 47), (2, 3, 40, 30)))
 
 
 @pytest.mark.parametrize('reads_size', [

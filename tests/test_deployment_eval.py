@@ -4,9 +4,9 @@ the config's pipeline, head or segmentor post-processing and evaluator run
 around an ONNX Runtime or OpenVINO model, and give what the checkpoint
 gives in PyTorch; graphs that do not fit the config or the batches are
 refused with one clear error."""
-import importlib.util
 import pickle
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +17,10 @@ from mmelastic.deployment import evaluation as ev
 from mmelastic.deployment import onnx as dep
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / 'tests'))
+from _data_fixtures import load_tool  # noqa: E402
+
 CONFIGS = REPO_ROOT / 'tests' / 'data' / 'configs'
-
-
-def load_tool(path):
-    """Import a tool script as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        'mmelastic_tool_' + Path(path).stem, REPO_ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def build(config, seed=0):
